@@ -1,0 +1,168 @@
+"""Audio input: any file soundfile reads, mixed to mono, resampled to 16 kHz (soxr), cut into windows."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "SAMPLING_RATE",
+    "AudioItem",
+    "load",
+    "fit_length",
+    "windows",
+    "list_audio",
+    "audio_extensions",
+]
+
+SAMPLING_RATE = 16_000
+"""Every model in edgeser takes 16 kHz mono float32 waveforms."""
+
+SILENCE_PEAK = 1e-5
+"""A file whose absolute peak stays below this (about -100 dBFS) is treated as silent-only."""
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    """One audio file and, when the list says so, who speaks in it."""
+
+    path: Path
+    """Path of the audio file."""
+    speaker: str | None = None
+    """Speaker identity, used to keep calibration and evaluation speakers apart."""
+
+
+def load(path: str | Path, *, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
+    """Read an audio file as mono float32 at ``sampling_rate``.
+
+    Args:
+        path: any format libsndfile reads (WAV, FLAC, OGG, MP3 with libsndfile >= 1.1 ...).
+        sampling_rate: output rate in Hz; resampled with soxr (high quality) when the file differs.
+
+    Returns:
+        float32 array of shape (T,).
+
+    Raises:
+        InputError: the file is missing, unreadable, empty, non-finite or silent-only.
+    """
+    import soundfile as sf
+    import soxr
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("audio file not found", path=path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot read audio ({reason})", path=path) from None
+    if data.shape[0] == 0:
+        raise InputError("audio file is empty (0 samples)", path=path)
+    if not np.isfinite(data).all():
+        raise InputError("audio contains NaN or infinite samples", path=path)
+    mono = data.mean(axis=1, dtype=np.float32)
+    if float(np.abs(mono).max()) < SILENCE_PEAK:
+        raise InputError("audio is silent (peak below -100 dBFS)", path=path)
+    if rate != sampling_rate:
+        mono = soxr.resample(mono, rate, sampling_rate, quality="HQ").astype(np.float32, copy=False)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def fit_length(x: np.ndarray, samples: int) -> np.ndarray:
+    """Zero-pad (at the end) or cut ``x`` to exactly ``samples`` samples."""
+    if x.shape[-1] >= samples:
+        return x[..., :samples]
+    pad = [(0, 0)] * (x.ndim - 1) + [(0, samples - x.shape[-1])]
+    return np.pad(x, pad)
+
+
+def windows(x: np.ndarray, window_samples: int, hop_samples: int | None = None) -> np.ndarray:
+    """Cut a waveform into windows, as a strided view (no copy).
+
+    A signal shorter than one window is zero-padded to one window. The tail that does not fill a
+    whole window is dropped unless it is the only window.
+
+    Args:
+        x: float32 (T,).
+        window_samples: window length in samples.
+        hop_samples: hop in samples, default ``window_samples`` (no overlap).
+
+    Returns:
+        array of shape (W, window_samples).
+
+    Examples:
+        >>> windows(np.arange(10, dtype=np.float32), 4, 3).shape
+        (3, 4)
+    """
+    if window_samples <= 0:
+        raise ValueError(f"window_samples must be positive, got {window_samples}")
+    hop = window_samples if hop_samples is None else hop_samples
+    if hop <= 0:
+        raise ValueError(f"hop_samples must be positive, got {hop}")
+    if x.shape[0] < window_samples:
+        x = fit_length(x, window_samples)
+    view = np.lib.stride_tricks.sliding_window_view(x, window_samples)
+    return view[::hop]
+
+
+def audio_extensions() -> set[str]:
+    """File name endings (lower case, with the dot) that libsndfile can read here."""
+    import soundfile as sf
+
+    return {"." + ext.lower() for ext in sf.available_formats()} | {".oga", ".opus"}
+
+
+def _from_csv(path: Path) -> list[AudioItem]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        if "file" not in fields:
+            raise InputError(f"audio list needs a 'file' column (has: {', '.join(fields) or 'none'})", path=path)
+        rows = list(reader)
+    base = path.parent
+    items = []
+    for row in rows:
+        f = Path(row["file"])
+        items.append(AudioItem(f if f.is_absolute() else base / f, row.get("speaker") or None))
+    return items
+
+
+def list_audio(source: str | Path | Iterable[str | Path]) -> list[AudioItem]:
+    """Resolve a folder, a list file or a sequence of paths into audio items.
+
+    Args:
+        source: a folder (searched recursively for readable audio), a ``.csv`` with a ``file`` column
+            and an optional ``speaker`` column (paths relative to the csv), a ``.txt`` with one path
+            per line, a single audio file, or an iterable of paths.
+
+    Returns:
+        items in a stable (sorted) order.
+
+    Raises:
+        InputError: the source does not exist, names no audio, or a list file is malformed.
+    """
+    if not isinstance(source, str | Path):
+        items = [AudioItem(Path(p)) for p in source]
+    else:
+        src = Path(source)
+        if not src.exists():
+            raise InputError("audio source not found", path=src)
+        if src.is_dir():
+            exts = audio_extensions()
+            items = [AudioItem(p) for p in sorted(src.rglob("*")) if p.is_file() and p.suffix.lower() in exts]
+        elif src.suffix.lower() == ".csv":
+            items = _from_csv(src)
+        elif src.suffix.lower() == ".txt":
+            lines = [ln.strip() for ln in src.read_text(encoding="utf-8").splitlines()]
+            items = [AudioItem(Path(ln) if Path(ln).is_absolute() else src.parent / ln) for ln in lines if ln]
+        else:
+            items = [AudioItem(src)]
+    if not items:
+        raise InputError("no audio files found", path=Path(str(source)) if isinstance(source, str | Path) else None)
+    return items

@@ -1,0 +1,278 @@
+"""``edgeser build``: student + teacher + audio -> export -> quantise -> drift gate -> report -> bundle.
+
+Everything is written in a staging folder beside the output and moved into place at the end; a build
+that fails its drift gate leaves only the report (and exits 3), never a bundle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import audio as audio_io
+from .bundle import archive, assemble, commit_dir, sha256_file, staging_dir, write_manifest
+from .drift import DriftResult, evaluate
+from .errors import DriftError, InputError, OutputError
+from .export import Artefact, exporter_for
+from .progress import Reporter, silent
+from .recipe import Recipe, load_recipe
+from .report import BuildFacts, scatter_plots, write_report
+from .runtime.engine import InputSpec
+
+__all__ = ["BuildResult", "Windows", "build", "collect_windows", "split_windows", "label_windows"]
+
+TEACHER_BATCH = 16
+PLOTS_DIR = "plots"
+
+
+@dataclass
+class Windows:
+    """Audio windows with the group (speaker, or file when speakers are unknown) each comes from."""
+
+    data: np.ndarray
+    """(N, T) float32 windows."""
+    groups: list[str]
+    """Group of each window."""
+    split_by: str
+    """``speaker`` or ``file``."""
+    files: int
+    """How many files they came from."""
+
+
+@dataclass
+class BuildResult:
+    """What a build produced."""
+
+    out: Path
+    archive: Path | None
+    report: Path
+    drift: DriftResult
+    manifest: dict[str, Any] | None
+    facts: BuildFacts
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def collect_windows(items: list[audio_io.AudioItem], window_samples: int, *, progress: Reporter = silent) -> Windows:
+    """Load every file and cut it into non-overlapping windows (short files padded to one window)."""
+    by_speaker = all(it.speaker for it in items)
+    chunks, groups = [], []
+    task = progress.start("reading audio", len(items))
+    for it in items:
+        w = audio_io.windows(audio_io.load(it.path), window_samples)
+        chunks.append(np.array(w, dtype=np.float32))
+        groups += [str(it.speaker) if by_speaker else str(it.path)] * len(w)
+        progress.advance(task)
+    return Windows(np.concatenate(chunks), groups, "speaker" if by_speaker else "file", len(items))
+
+
+def split_windows(w: Windows, recipe: Recipe, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of calibration and evaluation windows: disjoint groups (speakers or files), seeded.
+
+    Raises:
+        InputError: fewer than two groups, or fewer windows than the recipe asks for.
+    """
+    names = sorted(set(w.groups))
+    if len(names) < 2:
+        raise InputError(f"needs audio from at least two {w.split_by}s to keep calibration and evaluation apart",
+                         path=source)
+    rng = np.random.default_rng(recipe.data.seed)
+    order = [names[i] for i in rng.permutation(len(names))]
+    groups = np.array(w.groups)
+    held: list[str] = []
+    while order and (groups[np.isin(groups, held)].size < recipe.data.evaluation_fraction * len(groups)):
+        held.append(order.pop(0))
+    if not order:  # keep at least one group for calibration
+        order.append(held.pop())
+    eval_idx = np.flatnonzero(np.isin(groups, held))
+    pool = np.flatnonzero(~np.isin(groups, held))
+    need = recipe.data.calibration_windows
+    if pool.size < need:
+        raise InputError(f"only {pool.size} calibration windows available after holding out {len(held)} "
+                         f"{w.split_by}(s) for evaluation; the recipe asks for {need} "
+                         f"(data.calibration_windows in {recipe.source})", path=source)
+    if eval_idx.size < recipe.data.min_evaluation_windows:
+        raise InputError(f"only {eval_idx.size} held-out evaluation windows; the recipe asks for at least "
+                         f"{recipe.data.min_evaluation_windows} (data.min_evaluation_windows in {recipe.source})",
+                         path=source)
+    cal_idx = np.sort(rng.choice(pool, size=need, replace=False))
+    return cal_idx, eval_idx
+
+
+def label_windows(teacher: Any, windows: np.ndarray, *, progress: Reporter = silent,
+                  description: str = "labelling with teacher") -> np.ndarray:
+    """Teacher labels (N, 3) for (N, T) windows, in batches."""
+    out = []
+    task = progress.start(description, len(windows))
+    for i in range(0, len(windows), TEACHER_BATCH):
+        batch = windows[i:i + TEACHER_BATCH]
+        out.append(np.asarray(teacher(batch), dtype=np.float32))
+        progress.advance(task, len(batch))
+    return np.concatenate(out)
+
+
+def _student_facts(path: Path, model: Any) -> dict[str, Any]:
+    from .models import count_parameters
+
+    trainable, frozen = count_parameters(model)
+    return {"path": str(path), "arch": model.arch, "config": model.config(), "trainable": trainable,
+            "frozen": frozen, "sha256": sha256_file(path)}
+
+
+def _artefact_facts(arts: list[Artefact]) -> dict[str, dict[str, Any]]:
+    return {a.name: {"file": a.path.name, "bytes": a.path.stat().st_size, "sha256": sha256_file(a.path),
+                     "details": a.details} for a in arts}
+
+
+def _manifest(recipe: Recipe, shipped: Artefact, facts: BuildFacts, drift: DriftResult) -> dict[str, Any]:
+    from . import __version__
+
+    return {
+        "edgeser_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "target": recipe.target,
+        "recipe": recipe.to_dict(),
+        "model": {"file": f"model{shipped.path.suffix}", "variant": shipped.name,
+                  "sha256": sha256_file(shipped.path), "bytes": shipped.path.stat().st_size},
+        "runtime": {"backend": recipe.runtime.backend, "threads": recipe.runtime.threads,
+                    "python": recipe.bundle.python},
+        "input": shipped.spec.to_dict(),
+        "output": {"order": list(shipped.spec.labels), "range": [0.0, 1.0],
+                   "note": "trained towards 0..1; values slightly outside are possible"},
+        "drift": drift.to_dict(),
+        "student": facts.student,
+        "teacher": facts.teacher,
+        "data": facts.data,
+        "sizes": {name: a["bytes"] for name, a in facts.artefacts.items()},
+    }
+
+
+def _finish_bundle(stage: Path, out: Path, recipe: Recipe, shipped: Artefact, facts: BuildFacts,
+                   drift: DriftResult) -> tuple[dict[str, Any], Path]:
+    assemble(stage, target=recipe.target)
+    shutil.copy2(shipped.path, stage / f"model{shipped.path.suffix}")
+    manifest = write_manifest(stage, _manifest(recipe, shipped, facts, drift))
+    tar = archive(stage, out.parent / f"{out.name}.tar.gz", arcname=out.name)
+    return manifest, tar
+
+
+def build(*, target: str = "rpi", student: str | Path | None = None, teacher: str | Path | None = None,
+          audio: str | Path | None = None, out: str | Path | None = None, recipe: str | Path | None = None,
+          overrides: dict[str, Any] | None = None, overwrite: bool = False, teacher_output: str | None = None,
+          progress: Reporter = silent) -> BuildResult:
+    """Build a bundle for one target. See docs/build.md for every step.
+
+    Args:
+        target: recipe name (``rpi``, ``android``, ``coral``); ignored when ``recipe`` is a file.
+        student: student checkpoint (.safetensors); default: the embedded default student.
+        teacher: teacher path or ``a+b`` ensemble; default: the embedded reference teacher.
+        audio: folder, list file (csv with file[,speaker], txt) or audio file; default: built-in calibration set.
+        out: output folder (``<out>.tar.gz`` is written beside it); default ``./edgeser-<target>``.
+        recipe: a recipe file overriding ``recipes/<target>.toml``.
+        overrides: dotted recipe keys to override (e.g. ``{"quantise.float_ops": []}``).
+        overwrite: replace an existing output folder and archive.
+
+    Raises:
+        InputError: bad student, teacher, audio or recipe (exit 2).
+        ExportCheckError: an export disagrees with torch (exit 4).
+        DriftError: over the drift budget (exit 3); the report is still written.
+        OutputError: the output exists or cannot be written (exit 5).
+    """
+    from . import models
+    from .defaults import calibration_list_path, default_student_path
+    from .teachers import load_teacher
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    rec = load_recipe(recipe or target, **(overrides or {}))
+    out = Path(out or f"edgeser-{rec.target}").resolve()
+    _check_output(out, overwrite)
+    student_path = Path(student) if student else default_student_path()
+    model = models.load(student_path)
+    teach = load_teacher(teacher, output=teacher_output, threads=rec.runtime.threads)
+    source = str(audio) if audio else str(calibration_list_path())
+    items = audio_io.list_audio(source)
+    spec = InputSpec(sampling_rate=audio_io.SAMPLING_RATE, window_samples=rec.window_samples())
+    wins = collect_windows(items, spec.window_samples, progress=progress)
+    cal_idx, eval_idx = split_windows(wins, rec, source)
+    labels = label_windows(teacher=teach, windows=wins.data[eval_idx], progress=progress)
+    timings["read and label"] = time.perf_counter() - t0
+    data = {"source": source, "files": wins.files, "windows": len(wins.data), "window_seconds": rec.data.window_seconds,
+            "split_by": wins.split_by, "calibration_windows": len(cal_idx), "evaluation_windows": len(eval_idx),
+            "calibration_groups": len({wins.groups[i] for i in cal_idx}),
+            "evaluation_groups": len({wins.groups[i] for i in eval_idx})}
+    with staging_dir(out) as stage:
+        work = stage / ".work"
+        work.mkdir()
+        arts, drift = _export_and_measure(model, rec, spec, wins.data[cal_idx], wins.data[eval_idx], labels,
+                                          work, timings, progress)
+        facts = BuildFacts(rec.target, rec.to_dict(), _student_facts(student_path, model),
+                           {"name": teach.name, "identity": teach.identity}, data, _artefact_facts(arts),
+                           rec.bundle.ship, timings)
+        shipped = next(a for a in arts if a.name == rec.bundle.ship)
+        result = _write_outputs(stage, out, rec, arts, shipped, facts, drift, overwrite)
+        result.timings_s["total"] = time.perf_counter() - t0
+    if not drift.variant_passed(rec.bundle.ship):
+        failing = ", ".join(f"{r.variant}/{r.dimension} ({'; '.join(r.reasons)})" for r in drift.failures(rec.bundle.ship))
+        raise DriftError(f"drift gate failed: {failing}; report: {result.report}", path=None)
+    return result
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    tar = out.parent / f"{out.name}.tar.gz"
+    for p in (out, tar):
+        if p.exists() and not overwrite:
+            raise OutputError("output exists already (use --overwrite or another --out)", path=p)
+
+
+def _export_and_measure(model: Any, rec: Recipe, spec: InputSpec, cal: np.ndarray, ev: np.ndarray,
+                        labels: np.ndarray, work: Path, timings: dict[str, float],
+                        progress: Reporter) -> tuple[list[Artefact], DriftResult]:
+    exporter = exporter_for(rec.export.format)
+    t = time.perf_counter()
+    task = progress.start("exporting + quantising", 1 + len(rec.quantise.variants))
+    float_art = exporter.export(model, work / f"model.float{_suffix(rec)}", recipe=rec, spec=spec)
+    progress.advance(task)
+    variants = exporter.quantise(float_art, work, cal, recipe=rec, model=model)
+    progress.finish(task)
+    timings["export and quantise"] = time.perf_counter() - t
+    t = time.perf_counter()
+    task = progress.start("measuring drift", 1)
+    drift = evaluate(float_art, variants, ev, labels, budget=rec.drift, threads=rec.runtime.threads)
+    progress.finish(task)
+    timings["drift"] = time.perf_counter() - t
+    return [float_art, *variants], drift
+
+
+def _suffix(rec: Recipe) -> str:
+    return ".onnx" if rec.export.format == "onnx" else ".tflite"
+
+
+def _write_outputs(stage: Path, out: Path, rec: Recipe, arts: list[Artefact], shipped: Artefact, facts: BuildFacts,
+                   drift: DriftResult, overwrite: bool) -> BuildResult:
+    plots = [p for a in arts if a.name != "float" for p in scatter_plots(drift, a.name, stage / PLOTS_DIR)]
+    write_report(stage / "report.md", facts, drift, plots)
+    work = stage.parent / f"{stage.name}.work"
+    (stage / ".work").rename(work)  # keep intermediate files out of the bundle
+    manifest, tar = None, None
+    try:
+        if overwrite:
+            _remove_previous(out)
+        if drift.variant_passed(rec.bundle.ship):
+            shipped = Artefact(shipped.name, work / shipped.path.name, shipped.spec, shipped.details)
+            manifest, tar = _finish_bundle(stage, out, rec, shipped, facts, drift)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    commit_dir(stage, out)
+    return BuildResult(out, tar, out / "report.md", drift, manifest, facts, dict(facts.timings_s))
+
+
+def _remove_previous(out: Path) -> None:
+    tar = out.parent / f"{out.name}.tar.gz"
+    if out.exists():
+        shutil.rmtree(out)
+    tar.unlink(missing_ok=True)

@@ -1,0 +1,85 @@
+"""``edgeser build`` and ``edgeser verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import InputError
+from ._app import app, console, err_console, handle_errors
+
+FLOAT_OPS_HELP = ("Comma-separated parts kept in float (frontend, softmax, head); empty string: quantise "
+                  "everything. Overrides the recipe.")
+
+
+@app.command()
+@handle_errors
+def build(
+    target: Annotated[str, typer.Option(help="Device target: rpi, android or coral (reads recipes/<target>.toml).")] = "rpi",
+    student: Annotated[Path | None, typer.Option(help="Student checkpoint (.safetensors). Default: the embedded "
+                                                 "default Wav2Small student.")] = None,
+    teacher: Annotated[str | None, typer.Option(help="Teacher: a .onnx file, an audonnx/transformers folder, or "
+                                                "'a+b' to average several. Default: the embedded reference teacher.")] = None,
+    teacher_output: Annotated[str | None, typer.Option(help="Output of an ONNX teacher to use (default: "
+                                                       "'logits' or the only output).")] = None,
+    audio: Annotated[Path | None, typer.Option(help="Calibration/evaluation audio: a folder, a .csv with "
+                                               "file[,speaker] columns, or a .txt list. Default: the built-in set.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output bundle folder; <out>.tar.gz is written beside it. "
+                                             "Default: ./edgeser-<target>.")] = None,
+    recipe: Annotated[Path | None, typer.Option(help="A recipe .toml to use instead of the target's.")] = None,
+    float_ops: Annotated[str | None, typer.Option(help=FLOAT_OPS_HELP)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder and archive.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Export, quantise, measure drift against the float model and the teacher, and bundle for a device.
+
+    Exit codes: 0 bundle written; 2 bad input; 3 over the drift budget (report written, no bundle);
+    4 export check failed; 5 output exists or cannot be written.
+    """
+    from ..build import build as run_build
+    from ..progress import progress_bars, silent
+
+    overrides: dict[str, object] = {}
+    if float_ops is not None:
+        overrides["quantise.float_ops"] = [p.strip() for p in float_ops.split(",") if p.strip()]
+    options = dict(target=target, student=student, teacher=teacher, teacher_output=teacher_output, audio=audio,
+                   out=out, recipe=recipe, overrides=overrides, overwrite=overwrite)
+    if quiet:
+        result = run_build(**options, progress=silent)
+    else:
+        with progress_bars(err_console) as bars:
+            result = run_build(**options, progress=bars)
+    _summary(result)
+
+
+def _summary(result) -> None:  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    table = Table(title=f"drift on {len(result.drift.teacher)} held-out windows", show_lines=False)
+    for col in ("variant", "dim", "CCC(f,T)", "CCC(q,T)", "drop", "CCC(q,f)", "ok"):
+        table.add_column(col, justify="right" if col.startswith(("CCC", "drop")) else "left")
+    for r in result.drift.rows:
+        table.add_row(r.variant, r.dimension, f"{r.ccc_float_teacher:.3f}", f"{r.ccc_quant_teacher:.3f}",
+                      f"{r.drop:.4f}", f"{r.ccc_quant_float:.4f}", "yes" if r.passed else "[red]NO[/]")
+    console.print(table)
+    console.print(f"bundle:  {result.out}", soft_wrap=True, highlight=False)
+    console.print(f"archive: {result.archive} ({result.archive.stat().st_size / 1024:.1f} KiB)", soft_wrap=True,
+                  highlight=False)
+    console.print(f"report:  {result.report}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+@handle_errors
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder or .tar.gz.")],
+) -> None:
+    """Re-hash every file of a bundle against its manifest; name any changed, missing or added file (exit 6)."""
+    from ..bundle import verify as run_verify
+
+    if not bundle.exists():
+        raise InputError("bundle not found", path=bundle)
+    manifest = run_verify(bundle)
+    console.print(f"ok: {bundle}: {len(manifest['files'])} files match manifest.json "
+                  f"(target {manifest['target']}, model {manifest['model']['file']} {manifest['model']['variant']})")

@@ -1,0 +1,85 @@
+"""``edgeser predict``: A/D/V for audio files with a student checkpoint, a model file or a bundle."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import InputError, OutputError
+from ._app import app, console, handle_errors
+
+CSV_COLUMNS = ("file", "window", "start_s", "arousal", "dominance", "valence")
+
+
+def _open(model: Path, threads: int, tmp: Path) -> Any:
+    """A Runner for a bundle, an .onnx/.tflite file, or a student .safetensors (exported to ONNX on the fly)."""
+    from ..runtime.engine import open_model
+
+    if not model.exists():
+        raise InputError("model not found", path=model)
+    if model.is_file() and model.suffix == ".safetensors":
+        from .. import models
+        from ..export.onnx import export
+        from ..recipe import load_recipe
+        from ..runtime.engine import InputSpec
+
+        rec = load_recipe("rpi")
+        art = export(models.load(model), tmp / "model.onnx", recipe=rec, spec=InputSpec(window_samples=rec.window_samples()))
+        model = art.path
+    try:
+        return open_model(model, threads=threads)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        raise InputError(f"cannot open model ({exc})", path=model) from None
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent if str(path.parent) else ".")
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write CSV ({exc.strerror})", path=path) from None
+
+
+@app.command()
+@handle_errors
+def predict(
+    model: Annotated[Path, typer.Argument(help="A bundle folder, a model file (.onnx/.tflite) or a student "
+                                          "checkpoint (.safetensors).")],
+    files: Annotated[list[Path], typer.Argument(help="Audio files.")],
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write file, window, start_s, arousal, dominance, "
+                                                  "valence here (one row per window plus a 'mean' row per file).")] = None,
+    threads: Annotated[int, typer.Option(help="Inference threads.")] = 1,
+) -> None:
+    """Predict arousal, dominance and valence for audio files (long files: per window plus the mean)."""
+    from ..audio import load
+    from ..runtime.predict import predict_signal
+
+    if csv_out is not None and not csv_out.parent.is_dir():
+        raise OutputError("folder for --csv does not exist", path=csv_out.parent)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="edgeser-predict-") as tmp:
+        runner = _open(model, threads, Path(tmp))
+        console.print(f"{'file':<40} {'arousal':>8} {'dominance':>9} {'valence':>8}", highlight=False)
+        for f in files:
+            pred = predict_signal(runner, load(f, sampling_rate=runner.spec.sampling_rate))
+            for i, (start, row) in enumerate(zip(pred.starts_s, pred.windows, strict=True)):
+                rows.append(_row(f, str(i), float(start), row))
+            a, d, v = pred.mean
+            rows.append(_row(f, "mean", None, pred.mean))
+            console.print(f"{str(f):<40} {a:8.3f} {d:9.3f} {v:8.3f}", highlight=False)
+    if csv_out is not None:
+        _write_csv(csv_out, rows)
+
+
+def _row(f: Path, window: str, start: float | None, v: Any) -> dict[str, Any]:
+    return {"file": str(f), "window": window, "start_s": "" if start is None else f"{start:.3f}",
+            "arousal": f"{float(v[0]):.6f}", "dominance": f"{float(v[1]):.6f}", "valence": f"{float(v[2]):.6f}"}

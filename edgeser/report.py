@@ -1,0 +1,128 @@
+"""Build report: markdown with the drift table, sizes, op census, quantisation choices, and scatter plots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .drift import DriftResult
+from .metrics import DIMENSIONS
+
+__all__ = ["BuildFacts", "write_report", "scatter_plots"]
+
+
+@dataclass
+class BuildFacts:
+    """Everything the report states, each value measured during the build."""
+
+    target: str
+    recipe: dict[str, Any]
+    student: dict[str, Any]
+    teacher: dict[str, Any]
+    data: dict[str, Any]
+    artefacts: dict[str, dict[str, Any]]
+    shipped: str
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def scatter_plots(drift: DriftResult, variant: str, folder: Path) -> list[Path]:
+    """One PNG per dimension: the variant's prediction against the float model's, with y = x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fl, q = drift.predictions["float"], drift.predictions[variant]
+    paths = []
+    for d, dim in enumerate(DIMENSIONS):
+        fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=100)
+        ax.scatter(fl[:, d], q[:, d], s=8, alpha=0.6, color="#1f77b4")
+        finite = np.isfinite(q[:, d])
+        both = np.concatenate([fl[:, d], q[finite, d]]) if finite.any() else fl[:, d]
+        lo, hi = float(both.min()), float(both.max())
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
+        row = next(r for r in drift.rows if r.variant == variant and r.dimension == dim)
+        ax.set_title(f"{dim}: CCC({variant}, float) = {row.ccc_quant_float:.3f}", fontsize=9)
+        ax.set_xlabel("float", fontsize=8)
+        ax.set_ylabel(variant, fontsize=8)
+        ax.tick_params(labelsize=7)
+        fig.tight_layout()
+        path = folder / f"scatter_{variant}_{dim}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _drift_table(drift: DriftResult) -> list[str]:
+    lines = ["| variant | dimension | CCC(float, teacher) | CCC(quant, teacher) | drop | CCC(quant, float) | "
+             "Pearson(quant, float) | MAE(quant, float) | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in drift.rows:
+        verdict = "pass" if r.passed else "**FAIL**: " + "; ".join(r.reasons).replace("|", "\\|")
+        lines.append(f"| {r.variant} | {r.dimension} | {r.ccc_float_teacher:.4f} | {r.ccc_quant_teacher:.4f} | "
+                     f"{r.drop:.4f} | {r.ccc_quant_float:.4f} | {r.pearson_quant_float:.4f} | "
+                     f"{r.mae_quant_float:.4f} | {verdict} |")
+    return lines
+
+
+def _census(details: dict[str, Any]) -> list[str]:
+    census = details.get("census") or []
+    if not census:
+        return []
+    lines = ["| op | int8 | float |", "|---|---|---|"]
+    lines += [f"| {c['op']} | {c['int8']} | {c['float']} |" for c in census]
+    return lines
+
+
+def _kb(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 1024:.1f} KiB ({n:,} bytes)"
+
+
+def write_report(path: Path, facts: BuildFacts, drift: DriftResult, plots: list[Path]) -> Path:
+    """Write ``report.md`` (relative links to the plots next to it)."""
+    b = drift.budget
+    verdict = "PASSED" if drift.passed else "FAILED"
+    out = [f"# edgeser build report: {facts.target}", "",
+           f"**Drift gate: {verdict}.** Budget per dimension: |CCC(quant, teacher) - CCC(float, teacher)| "
+           f"<= {b.max_ccc_drop:g} and CCC(quant, float) >= {b.min_ccc_vs_float:g}, measured on "
+           f"{len(drift.teacher)} held-out windows disjoint from calibration.", ""]
+    for r in drift.failures():
+        out.append(f"- failing: **{r.variant} / {r.dimension}**: {'; '.join(r.reasons)}".replace("|", "\\|"))
+    out += ["", "## Inputs", "",
+            f"- recipe: `{facts.recipe.get('source', '')}` ({facts.recipe.get('description', '')})",
+            f"- student: `{facts.student['path']}` ({facts.student['arch']}, {facts.student['trainable']:,} trainable "
+            f"parameters, sha256 {facts.student['sha256'][:16]})",
+            f"- teacher: {facts.teacher['name']} (identity {facts.teacher['identity']})",
+            f"- audio: {facts.data['files']} files, {facts.data['windows']} windows of "
+            f"{facts.data['window_seconds']:g} s; split by {facts.data['split_by']}: "
+            f"{facts.data['calibration_windows']} calibration windows from {facts.data['calibration_groups']} "
+            f"{facts.data['split_by']}s, {facts.data['evaluation_windows']} evaluation windows from "
+            f"{facts.data['evaluation_groups']} {facts.data['split_by']}s", "",
+            "## Drift", ""] + _drift_table(drift) + [""]
+    out += [f"![{p.stem}]({p.parent.name}/{p.name})" for p in plots] + ["", "## Sizes", "",
+                                                                         "| artefact | file | size |", "|---|---|---|"]
+    for name, art in facts.artefacts.items():
+        out.append(f"| {name}{' (shipped)' if name == facts.shipped else ''} | {art['file']} | {_kb(art['bytes'])} |")
+    for name, art in facts.artefacts.items():
+        details = art.get("details", {})
+        if "selection" in details:
+            out += ["", f"## Quantisation of `{name}`", "",
+                    f"Scheme {details['scheme']}, kept in float: {', '.join(details['float_ops']) or 'nothing'}; "
+                    f"per-channel {details['per_channel']}, calibration {details['calibrate_method']} on "
+                    f"{details['calibration_windows']} windows. Weight range chosen by measurement on the "
+                    "calibration windows:", "", "| reduce_range | mean CCC vs float | RMSE vs float |", "|---|---|---|"]
+            out += [f"| {t['reduce_range']} | {t['calibration_ccc_vs_float']:.4f} | {t['calibration_rmse_vs_float']:.5f} |"
+                    for t in details["selection"]]
+            out.append(f"\nChosen: reduce_range = {details['reduce_range']}.")
+        census = _census(details)
+        if census:
+            out += ["", f"### Op census of `{name}` (int8: runs as an int8 kernel between Q/DQ pairs)", ""] + census
+    if facts.timings_s:
+        out += ["", "## Timings", "", "| step | seconds |", "|---|---|"]
+        out += [f"| {k} | {v:.1f} |" for k, v in facts.timings_s.items()]
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return path

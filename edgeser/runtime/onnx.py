@@ -1,0 +1,60 @@
+"""ONNX Runtime engine: ``load(path, *, threads=1) -> OnnxRunner``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .engine import MODEL_METADATA_KEY, InputSpec
+
+__all__ = ["OnnxRunner", "load"]
+
+
+class OnnxRunner:
+    """An onnxruntime session for an A/D/V model; the input spec comes from the model's metadata."""
+
+    backend = "onnx"
+
+    def __init__(self, path: str | Path, *, threads: int = 1) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("onnxruntime is not installed: pip install 'edgeser[onnx]'") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for invalid models
+            raise ValueError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        spec = InputSpec.from_dict(json.loads(meta[MODEL_METADATA_KEY])) if MODEL_METADATA_KEY in meta else None
+        if spec is None:  # a foreign model: take the first input and output
+            spec = InputSpec(input_name=self.session.get_inputs()[0].name,
+                             output_name=self.session.get_outputs()[0].name)
+        self.spec = spec
+        self.path = Path(path)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if batch.ndim != 2:
+            raise ValueError(f"expected a (N, T) batch, got shape {batch.shape}")
+        (out,) = self.session.run([self.spec.output_name], {self.spec.input_name: batch})
+        return np.asarray(out, dtype=np.float32)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        frame = np.asarray(frame, dtype=np.float32)
+        if frame.ndim != 1:
+            raise ValueError(f"expected one (T,) window, got shape {frame.shape}")
+        return self.predict(frame[None])[0]
+
+    def reset(self) -> None:
+        """Stateless model: nothing to clear."""
+
+
+def load(path: str | Path, *, threads: int = 1) -> OnnxRunner:
+    """Open an ONNX A/D/V model with ``threads`` intra-op threads."""
+    return OnnxRunner(path, threads=threads)

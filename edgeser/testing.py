@@ -1,0 +1,123 @@
+"""Tiny audio, teachers and students for tests and examples (the same code path users run, at toy size).
+
+Like audonnx's ``create_model`` or piper's generated test voice: everything here is synthesised, so
+tests need no data set and no network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["synth_clip", "synth_corpus", "tiny_teacher_onnx", "tiny_student", "TINY_SECONDS"]
+
+SAMPLING_RATE = 16_000
+TINY_SECONDS = 1.0
+
+
+def synth_clip(rng: np.random.Generator, *, seconds: float = TINY_SECONDS, f0_range: tuple[float, float] = (90, 350),
+               sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
+    """A voiced-speech-like tone: harmonics with random pitch glide, brightness, amplitude modulation and noise."""
+    n = int(seconds * sampling_rate)
+    t = np.arange(n) / sampling_rate
+    f0 = rng.uniform(*f0_range) * (1 + rng.uniform(-0.15, 0.15) * t / seconds)
+    phase = 2 * np.pi * np.cumsum(f0) / sampling_rate
+    tilt = rng.uniform(0.3, 2.5)
+    x = sum(np.sin(k * phase) / k**tilt for k in range(1, 16) if k * f0.max() < sampling_rate / 2)
+    am = 1 + rng.uniform(0, 0.9) * np.sin(2 * np.pi * rng.uniform(1, 8) * t)
+    x = x * am
+    x = x / np.abs(x).max()
+    x = x + rng.standard_normal(n) * 10 ** (-rng.uniform(20, 40) / 20)
+    return (x * rng.uniform(0.05, 0.5)).astype(np.float32)
+
+
+def synth_corpus(folder: Path, *, speakers: int = 4, clips: int = 8, seconds: float = TINY_SECONDS,
+                 seed: int = 0) -> Path:
+    """Write ``speakers * clips`` FLAC files and a ``list.csv`` (file, speaker); returns the csv path."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = ["file,speaker"]
+    for s in range(speakers):
+        lo = 90 + 25 * s
+        for c in range(clips):
+            name = f"spk{s}_{c:03d}.flac"
+            sf.write(folder / name, synth_clip(rng, seconds=seconds, f0_range=(lo, lo + 200)), SAMPLING_RATE)
+            rows.append(f"{name},spk{s}")
+    csv = folder / "list.csv"
+    csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return csv
+
+
+def _teacher_module() -> Any:
+    import torch
+    from torch import nn
+
+    from .models.frontend import Spectrogram, prenorm
+
+    class TinyTeacher(nn.Module):
+        """A/D/V from spectral centroid, low-band share and high-band share: smooth and deterministic."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.spec = Spectrogram(n_fft=256, hop_length=128)
+            self.register_buffer("freqs", torch.linspace(0, 1, 129)[None, :, None])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            p = self.spec(prenorm(x)) + 1e-6  # (B, F, frames)
+            total = p.sum(1)  # (B, frames)
+            centroid = ((p * self.freqs).sum(1) / total).mean(1)
+            low = (p[:, :12].sum(1) / total).mean(1)
+            high = (p[:, 24:].sum(1) / total).mean(1)
+            a = torch.sigmoid((centroid - 0.08) * 40)
+            d = torch.sigmoid((low - 0.5) * 6)
+            v = torch.sigmoid((torch.log(high) + 3.0) * 1.5)
+            return torch.stack([a, d, v], 1)
+
+    return TinyTeacher().eval()
+
+
+def tiny_teacher_onnx(path: Path) -> Path:
+    """Export the tiny teacher as an ONNX teacher (input ``waveform``, output ``adv``)."""
+    from .export.onnx import export
+    from .recipe import load_recipe
+    from .runtime.engine import InputSpec
+
+    export(_teacher_module(), path, recipe=load_recipe("rpi"), spec=InputSpec(window_samples=SAMPLING_RATE))
+    return path
+
+
+def tiny_student(path: Path, corpus_csv: Path, *, seed: int = 0, ridge: float = 1e-1) -> Path:
+    """A Wav2Small fitted to the tiny teacher in closed form, in seconds, and saved like any student.
+
+    Random conv weights, batch-norm statistics measured on the corpus, then a ridge-regression A/D/V head
+    on the 338-wide pooled feature: a small but real student whose output tracks the teacher.
+    """
+    import torch
+
+    from . import models
+    from .audio import list_audio, load
+
+    torch.manual_seed(seed)
+    x = torch.from_numpy(np.stack([load(it.path) for it in list_audio(corpus_csv)]))
+    model = models.create_model("wav2small")
+    with torch.no_grad():
+        y = _teacher_module()(x)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None  # cumulative average over the calibration pass
+        model.train()
+        model.vgg7(x)
+        model.eval()
+        feats = model.vgg7(x).double()  # (N, 338)
+        mean = feats.mean(0)
+        centred = feats - mean
+        gram = centred.T @ centred + ridge * len(x) * torch.eye(feats.shape[1], dtype=torch.float64)
+        w = torch.linalg.solve(gram, centred.T @ (y.double() - y.double().mean(0)))  # (338, 3)
+        model.adv.weight.copy_(w.T.float())
+        model.adv.bias.copy_((y.double().mean(0) - mean @ w).float())
+    models.save(model, path, extra={"made_by": "edgeser.testing.tiny_student", "ridge": ridge})
+    return path

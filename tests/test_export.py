@@ -1,0 +1,76 @@
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgeser import models
+from edgeser.errors import ExportCheckError
+from edgeser.export.onnx import export, node_groups, quantise
+from edgeser.recipe import load_recipe
+from edgeser.runtime import open_model
+from edgeser.runtime.engine import InputSpec
+
+SPEC = InputSpec(window_samples=16000)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("exp") / "model.onnx"
+    return export(models.create_model("wav2small"), path, recipe=load_recipe("rpi"), spec=SPEC)
+
+
+def test_export_names_axes_and_metadata(exported):
+    g = onnx.load(str(exported.path)).graph
+    assert [i.name for i in g.input] == ["waveform"] and [o.name for o in g.output] == ["adv"]
+    dims = g.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and dims[1].dim_param  # dynamic batch and length
+    runner = open_model(exported.path)
+    assert runner.spec == SPEC and runner.backend == "onnx"
+    assert exported.details["parity_max_abs_diff"] < 1e-4
+    assert not any(n.op_type == "Identity" for n in g.node)
+
+
+def test_runner_matches_torch_on_any_length(exported):
+    runner = open_model(exported.path)
+    x = np.random.default_rng(1).standard_normal(23456).astype(np.float32) * 0.1
+    out = runner(x)
+    assert out.shape == (3,) and np.isfinite(out).all()
+    assert np.allclose(runner.predict(np.stack([x, x])), out, atol=1e-6)
+
+
+def test_node_groups_find_the_frontend_and_softmax(exported):
+    graph = onnx.load(str(exported.path)).graph
+    groups = node_groups(graph)
+    ops = {n.name: n.op_type for n in graph.node}
+    assert {"Log", "MatMul", "ReduceMean"} <= {ops[n] for n in groups["frontend"]}
+    assert {ops[n] for n in groups["softmax"]} == {"Softmax", "Mul"}
+    assert {ops[n] for n in groups["head"]} >= {"Gemm", "Concat"}
+    assert sum(ops[n] == "Conv" for n in groups["body"]) == 9  # l1..l7 + lin + sof
+
+
+def test_quantise_runs_body_in_int8_and_keeps_frontend_float(exported, tmp_path):
+    cal = np.random.default_rng(0).standard_normal((8, 16000)).astype(np.float32) * 0.1
+    (art,) = quantise(exported, tmp_path, cal, recipe=load_recipe("rpi", **{"quantise.reduce_range": "false"}))
+    census = {c["op"]: c for c in art.details["census"]}
+    assert census["Conv"]["int8"] == 9 and census["Conv"]["float"] == 2  # STFT convs stay float
+    assert census["Log"]["int8"] == 0 and census["Softmax"]["int8"] == 0
+    assert art.details["reduce_range"] is False and len(art.details["selection"]) == 1
+    assert open_model(art.path).spec == SPEC
+    assert art.path.stat().st_size < exported.path.stat().st_size
+
+
+class _LengthDependent(torch.nn.Module):
+    """Traced once at one length; Python control flow makes other lengths disagree with the export."""
+
+    arch = "test"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x[:, :3] if x.shape[1] > 10000 else -x[:, :3]
+        return y
+
+
+def test_export_check_fails_past_tolerance(tmp_path):
+    with pytest.raises(ExportCheckError, match="differs from torch") as err:
+        export(_LengthDependent(), tmp_path / "m.onnx", recipe=load_recipe("rpi"), spec=SPEC)
+    assert err.value.exit_code == 4

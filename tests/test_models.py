@@ -1,0 +1,110 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from edgeser import models
+from edgeser.errors import InputError
+from edgeser.runtime.frontend import logmel, mel_filterbank
+
+PUBLISHED_KEYS = {
+    "vgg7.l1.conv.weight", "vgg7.l1.norm.weight", "vgg7.l1.norm.bias", "vgg7.l1.norm.running_mean",
+    "vgg7.l1.norm.running_var", "vgg7.l7.conv.weight", "vgg7.lin.weight", "vgg7.lin.bias", "vgg7.sof.weight",
+    "vgg7.sof.bias", "vgg7.spectrogram_extractor.conv_real.weight", "vgg7.spectrogram_extractor.conv_imag.weight",
+    "vgg7.logmel_extractor.melW", "adv.weight", "adv.bias",
+}
+
+
+@pytest.mark.parametrize("name,trainable,frozen", [("wav2small", 10_806, 4_224), ("wav2small.wide", 64_291, 16_640)])
+def test_parameter_counts(name, trainable, frozen):
+    assert models.count_parameters(models.create_model(name)) == (trainable, frozen)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 1.0, 2.7])
+def test_forward_shapes(seconds):
+    m = models.create_model("wav2small").eval()
+    with torch.no_grad():
+        y = m(torch.randn(2, int(16000 * seconds)))
+    assert y.shape == (2, 3) and torch.isfinite(y).all()
+
+
+def test_published_key_names():
+    keys = set(models.create_model("wav2small").state_dict())
+    assert PUBLISHED_KEYS <= keys
+    assert all(k.startswith(("vgg7.", "adv.")) for k in keys)
+
+
+def _published(tmp_path, model, drop=(), extra=None):
+    state = {k: v.contiguous() for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked") and k not in drop}
+    state.update(extra or {})
+    path = tmp_path / "model.safetensors"
+    save_file(state, str(path))
+    return path
+
+
+def test_loads_published_layout_strictly(tmp_path):
+    torch.manual_seed(0)
+    m = models.create_model("wav2small").eval()
+    for p in m.parameters():
+        if p.requires_grad:
+            p.data.normal_(0, 0.1)
+    loaded = models.load(_published(tmp_path, m))
+    x = torch.randn(1, 16000)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), m(x))
+
+
+def test_published_layout_with_wrong_keys_is_refused(tmp_path):
+    m = models.create_model("wav2small")
+    with pytest.raises(InputError, match="missing adv.bias"):
+        models.load(_published(tmp_path, m, drop=("adv.bias",)))
+    with pytest.raises(InputError, match="unexpected cls.weight"):
+        models.load(_published(tmp_path, m, extra={"cls.weight": torch.zeros(2)}))
+
+
+def test_save_load_round_trip_keeps_config_and_extra(tmp_path):
+    m = models.create_model("wav2small.wide").eval()
+    path = models.save(m, tmp_path / "s.safetensors", extra={"note": "x"})
+    meta = models.read_metadata(path)
+    assert meta["arch"] == "wav2small" and json.loads(meta["config"])["channels"] == 32
+    assert json.loads(meta["extra"]) == {"note": "x"}
+    back = models.load(path)
+    x = torch.randn(1, 8000)
+    with torch.no_grad():
+        assert torch.allclose(back(x), m(x))
+
+
+def test_corrupt_and_unknown(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 20)
+    with pytest.raises(InputError, match="not a readable safetensors"):
+        models.load(bad)
+    with pytest.raises(InputError, match="not found"):
+        models.load(tmp_path / "none.safetensors")
+    with pytest.raises(InputError, match="unknown student"):
+        models.create_model("wav3big")
+
+
+def test_numpy_frontend_matches_torch():
+    m = models.create_model("wav2small").eval()
+    x = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32) * 0.1
+    with torch.no_grad():
+        ref = m.vgg7.features(torch.from_numpy(x)).numpy()
+    got = logmel(x)
+    assert got.shape == ref.shape == (2, 1, 499, 26)
+    assert np.abs(got - ref).max() < 1e-3  # dB; float32 summation order differs
+
+
+def test_mel_filters_have_unit_area_and_rising_centres():
+    n_fft = 4096  # fine bins, so each triangle is sampled well
+    w = mel_filterbank(16000, n_fft, 40)
+    bin_hz = 16000 / n_fft
+    area = w.sum(0) * bin_hz
+    assert np.allclose(area, 1.0, atol=0.02)  # Slaney normalisation: area 1 in Hz
+    centres = w.argmax(0)
+    assert np.all(np.diff(centres) > 0)
+    coarse = mel_filterbank(16000, 64, 26)
+    assert coarse.shape == (33, 26) and coarse.flags["C_CONTIGUOUS"]
