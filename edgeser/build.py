@@ -217,7 +217,8 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
         result = _write_outputs(stage, out, rec, arts, shipped, facts, drift, overwrite)
         result.timings_s["total"] = time.perf_counter() - t0
     if not drift.variant_passed(rec.bundle.ship):
-        failing = ", ".join(f"{r.variant}/{r.dimension} ({'; '.join(r.reasons)})" for r in drift.failures(rec.bundle.ship))
+        failures = drift.failures(rec.bundle.ship)
+        failing = ", ".join(f"{r.variant}/{r.dimension} ({'; '.join(r.reasons)})" for r in failures)
         raise DriftError(f"drift gate failed: {failing}; report: {result.report}", path=None)
     return result
 

@@ -65,6 +65,8 @@ class QuantiseConfig:
     reduce_range: str = "auto"
     """``auto`` (try 7-bit and 8-bit weights, keep the one closer to float on calibration windows),
     ``true`` or ``false``."""
+    activations: str = "uint8"
+    """Activation type: ``uint8`` (u8s8 kernels, the fast path of onnxruntime on x86 and Arm) or ``int8``."""
     calibrate_method: str = "minmax"
     """``minmax``, ``entropy`` or ``percentile`` (onnxruntime calibrators)."""
     variants: list[str] = field(default_factory=lambda: ["int8"])
@@ -131,6 +133,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "export.format": ("onnx", "tflite"),
     "quantise.reduce_range": ("auto", "true", "false"),
     "quantise.calibrate_method": ("minmax", "entropy", "percentile"),
+    "quantise.activations": ("uint8", "int8"),
     "runtime.backend": ("onnx", "litert"),
     "export.frontend": ("model", "cpu-logmel"),
 }

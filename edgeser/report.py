@@ -78,6 +78,25 @@ def _census(details: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _quant_section(name: str, details: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if "selection" in details:
+        out += ["", f"## Quantisation of `{name}`", "",
+                f"Scheme {details['scheme']}, kept in float: {', '.join(details['float_ops']) or 'nothing'}; "
+                f"{details.get('activations', 'int8')} activations, int8 weights, per-channel {details['per_channel']}, "
+                f"calibration {details['calibrate_method']} on {details['calibration_windows']} windows. "
+                "Weight range chosen by measurement on the calibration windows:", "",
+                "| reduce_range | mean CCC vs float | RMSE vs float |", "|---|---|---|"]
+        out += [f"| {t['reduce_range']} | {t['calibration_ccc_vs_float']:.4f} | "
+                f"{t['calibration_rmse_vs_float']:.5f} |" for t in details["selection"]]
+        out.append(f"\nChosen: reduce_range = {details['reduce_range']}.")
+    census = _census(details)
+    if census:
+        out += ["", f"### Op census of `{name}` (int8: runs as an 8-bit integer kernel between Q/DQ pairs)", ""]
+        out += census
+    return out
+
+
 def _kb(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 1024:.1f} KiB ({n:,} bytes)"
 
@@ -108,19 +127,7 @@ def write_report(path: Path, facts: BuildFacts, drift: DriftResult, plots: list[
     for name, art in facts.artefacts.items():
         out.append(f"| {name}{' (shipped)' if name == facts.shipped else ''} | {art['file']} | {_kb(art['bytes'])} |")
     for name, art in facts.artefacts.items():
-        details = art.get("details", {})
-        if "selection" in details:
-            out += ["", f"## Quantisation of `{name}`", "",
-                    f"Scheme {details['scheme']}, kept in float: {', '.join(details['float_ops']) or 'nothing'}; "
-                    f"per-channel {details['per_channel']}, calibration {details['calibrate_method']} on "
-                    f"{details['calibration_windows']} windows. Weight range chosen by measurement on the "
-                    "calibration windows:", "", "| reduce_range | mean CCC vs float | RMSE vs float |", "|---|---|---|"]
-            out += [f"| {t['reduce_range']} | {t['calibration_ccc_vs_float']:.4f} | {t['calibration_rmse_vs_float']:.5f} |"
-                    for t in details["selection"]]
-            out.append(f"\nChosen: reduce_range = {details['reduce_range']}.")
-        census = _census(details)
-        if census:
-            out += ["", f"### Op census of `{name}` (int8: runs as an int8 kernel between Q/DQ pairs)", ""] + census
+        out += _quant_section(name, art.get("details", {}))
     if facts.timings_s:
         out += ["", "## Timings", "", "| step | seconds |", "|---|---|"]
         out += [f"| {k} | {v:.1f} |" for k, v in facts.timings_s.items()]

@@ -41,7 +41,7 @@ def small_recipe(tiny_dir: Path) -> Path:
     from edgeser.resources import recipes_dir
 
     text = (recipes_dir() / "rpi.toml").read_text(encoding="utf-8")
-    text = text.replace("calibration_windows = 64", "calibration_windows = 16")
+    text = text.replace("calibration_windows = 48", "calibration_windows = 16")
     text = text.replace("min_evaluation_windows = 32", "min_evaluation_windows = 16")
     text = text.replace("window_seconds = 2.0", "window_seconds = 1.0")  # the tiny clips are 1 s
     path = tiny_dir / "rpi-small.toml"

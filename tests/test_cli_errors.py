@@ -49,9 +49,9 @@ def test_bad_teacher(tmp_path, student, corpus):
 
 
 def test_too_few_calibration_windows(tmp_path, student, teacher_onnx, corpus):
-    result = _build(tmp_path, student=student, teacher=teacher_onnx, audio=corpus)  # rpi asks for 64
+    result = _build(tmp_path, student=student, teacher=teacher_onnx, audio=corpus)  # rpi asks for 48
     assert result.exit_code == 2
-    assert "calibration windows available" in result.output and "asks for 64" in result.output
+    assert "calibration windows available" in result.output and "asks for 48" in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -10,27 +10,34 @@ import typer
 from ..errors import InputError
 from ._app import app, console, err_console, handle_errors
 
-FLOAT_OPS_HELP = ("Comma-separated parts kept in float (frontend, softmax, head); empty string: quantise "
-                  "everything. Overrides the recipe.")
+HELP = {
+    "target": "Device target: rpi, android or coral (reads recipes/<target>.toml).",
+    "student": "Student checkpoint (.safetensors). Default: the embedded default Wav2Small student.",
+    "teacher": "Teacher: a .onnx file, an audonnx or transformers folder, or 'a+b' to average several. "
+    "Default: the embedded reference teacher.",
+    "teacher_output": "Output of an ONNX teacher to use (default: 'logits' or the only output).",
+    "audio": "Calibration/evaluation audio: a folder, a .csv with file[,speaker] columns, or a .txt list. "
+    "Default: the built-in calibration set.",
+    "out": "Output bundle folder; <out>.tar.gz is written beside it. Default: ./edgeser-<target>.",
+    "recipe": "A recipe .toml to use instead of the target's.",
+    "float_ops": "Comma-separated parts kept in float (frontend, softmax, head); '' quantises everything. "
+    "Overrides the recipe.",
+    "overwrite": "Replace an existing output folder and archive.",
+}
 
 
 @app.command()
 @handle_errors
 def build(
-    target: Annotated[str, typer.Option(help="Device target: rpi, android or coral (reads recipes/<target>.toml).")] = "rpi",
-    student: Annotated[Path | None, typer.Option(help="Student checkpoint (.safetensors). Default: the embedded "
-                                                 "default Wav2Small student.")] = None,
-    teacher: Annotated[str | None, typer.Option(help="Teacher: a .onnx file, an audonnx/transformers folder, or "
-                                                "'a+b' to average several. Default: the embedded reference teacher.")] = None,
-    teacher_output: Annotated[str | None, typer.Option(help="Output of an ONNX teacher to use (default: "
-                                                       "'logits' or the only output).")] = None,
-    audio: Annotated[Path | None, typer.Option(help="Calibration/evaluation audio: a folder, a .csv with "
-                                               "file[,speaker] columns, or a .txt list. Default: the built-in set.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output bundle folder; <out>.tar.gz is written beside it. "
-                                             "Default: ./edgeser-<target>.")] = None,
-    recipe: Annotated[Path | None, typer.Option(help="A recipe .toml to use instead of the target's.")] = None,
-    float_ops: Annotated[str | None, typer.Option(help=FLOAT_OPS_HELP)] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder and archive.")] = False,
+    target: Annotated[str, typer.Option(help=HELP["target"])] = "rpi",
+    student: Annotated[Path | None, typer.Option(help=HELP["student"])] = None,
+    teacher: Annotated[str | None, typer.Option(help=HELP["teacher"])] = None,
+    teacher_output: Annotated[str | None, typer.Option(help=HELP["teacher_output"])] = None,
+    audio: Annotated[Path | None, typer.Option(help=HELP["audio"])] = None,
+    out: Annotated[Path | None, typer.Option(help=HELP["out"])] = None,
+    recipe: Annotated[Path | None, typer.Option(help=HELP["recipe"])] = None,
+    float_ops: Annotated[str | None, typer.Option(help=HELP["float_ops"])] = None,
+    overwrite: Annotated[bool, typer.Option(help=HELP["overwrite"])] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Export, quantise, measure drift against the float model and the teacher, and bundle for a device.

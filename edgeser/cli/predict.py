@@ -14,6 +14,7 @@ from ..errors import InputError, OutputError
 from ._app import app, console, handle_errors
 
 CSV_COLUMNS = ("file", "window", "start_s", "arousal", "dominance", "valence")
+CSV_HELP = "Write file, window, start_s, arousal, dominance, valence (a row per window plus a 'mean' row per file)."
 
 
 def _open(model: Path, threads: int, tmp: Path) -> Any:
@@ -29,7 +30,8 @@ def _open(model: Path, threads: int, tmp: Path) -> Any:
         from ..runtime.engine import InputSpec
 
         rec = load_recipe("rpi")
-        art = export(models.load(model), tmp / "model.onnx", recipe=rec, spec=InputSpec(window_samples=rec.window_samples()))
+        spec = InputSpec(window_samples=rec.window_samples())
+        art = export(models.load(model), tmp / "model.onnx", recipe=rec, spec=spec)
         model = art.path
     try:
         return open_model(model, threads=threads)
@@ -55,8 +57,7 @@ def predict(
     model: Annotated[Path, typer.Argument(help="A bundle folder, a model file (.onnx/.tflite) or a student "
                                           "checkpoint (.safetensors).")],
     files: Annotated[list[Path], typer.Argument(help="Audio files.")],
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write file, window, start_s, arousal, dominance, "
-                                                  "valence here (one row per window plus a 'mean' row per file).")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help=CSV_HELP)] = None,
     threads: Annotated[int, typer.Option(help="Inference threads.")] = 1,
 ) -> None:
     """Predict arousal, dominance and valence for audio files (long files: per window plus the mean)."""

@@ -202,7 +202,8 @@ def _quantise_once(src: Path, dst: Path, calibration: np.ndarray, *, recipe: Rec
             warnings.simplefilter("ignore")
             quantize_static(
                 str(src), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                activation_type=QuantType.QUInt8 if recipe.quantise.activations == "uint8" else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
                 per_channel=recipe.quantise.per_channel, reduce_range=reduce_range,
                 nodes_to_quantize=nodes, calibrate_method=method,
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
@@ -259,6 +260,7 @@ def quantise(float_art: Artefact, out_dir: Path, calibration: np.ndarray, *, rec
     details = {
         "scheme": recipe.quantise.scheme, "float_ops": list(recipe.quantise.float_ops),
         "per_channel": recipe.quantise.per_channel, "calibrate_method": recipe.quantise.calibrate_method,
+        "activations": recipe.quantise.activations,
         "reduce_range": best[2], "selection": trials, "calibration_windows": int(len(calibration)),
         "census": op_census(final),
     }

@@ -13,10 +13,13 @@ __all__ = ["register_model", "create_model", "list_models"]
 _MODELS: dict[str, Callable[..., Any]] = {}
 
 
+Variant = Callable[..., Any]
+
+
 @overload
-def register_model(fn: Callable[..., Any], *, name: str | None = None) -> Callable[..., Any]: ...
+def register_model(fn: Variant, *, name: str | None = None) -> Variant: ...
 @overload
-def register_model(fn: None = None, *, name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+def register_model(fn: None = None, *, name: str | None = None) -> Callable[[Variant], Variant]: ...
 def register_model(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
     """Register a variant function under ``name`` (default: the function name)."""
 
