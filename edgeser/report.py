@@ -83,7 +83,8 @@ def _quant_section(name: str, details: dict[str, Any]) -> list[str]:
     if "selection" in details:
         out += ["", f"## Quantisation of `{name}`", "",
                 f"Scheme {details['scheme']}, kept in float: {', '.join(details['float_ops']) or 'nothing'}; "
-                f"{details.get('activations', 'int8')} activations, int8 weights, per-channel {details['per_channel']}, "
+                f"{details.get('activations', 'int8')} activations, int8 weights, "
+                f"per-channel {details['per_channel']}, "
                 f"calibration {details['calibrate_method']} on {details['calibration_windows']} windows. "
                 "Weight range chosen by measurement on the calibration windows:", "",
                 "| reduce_range | mean CCC vs float | RMSE vs float |", "|---|---|---|"]
@@ -92,8 +93,23 @@ def _quant_section(name: str, details: dict[str, Any]) -> list[str]:
         out.append(f"\nChosen: reduce_range = {details['reduce_range']}.")
     census = _census(details)
     if census:
-        out += ["", f"### Op census of `{name}` (int8: runs as an 8-bit integer kernel between Q/DQ pairs)", ""]
+        out += ["", f"### Op census of `{name}` (int8: runs as an 8-bit integer kernel)", ""]
         out += census
+    out += _audit(name, details.get("audit") or [])
+    return out
+
+
+def _audit(name: str, audit: list[dict[str, Any]]) -> list[str]:
+    """Every op with its input and output types (the full-integer targets' op audit)."""
+    if not audit:
+        return []
+    keys = [k for k in audit[0] if k not in ("index",)]
+    out = ["", f"### Op audit of `{name}` (every op, its tensor types; the build fails on a float op outside "
+           "the CPU front-end when the recipe requires int8)", "",
+           "| # | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for i, row in enumerate(audit):
+        cells = [", ".join(map(str, v)) if isinstance(v, list | tuple) else str(v) for v in (row[k] for k in keys)]
+        out.append(f"| {row.get('index', i)} | " + " | ".join(cells) + " |")
     return out
 
 

@@ -89,13 +89,17 @@ def sniff_backend(path: str | Path) -> str:
     return "litert" if head[4:8] == b"TFL3" else "onnx"
 
 
-def _from_bundle(folder: Path) -> tuple[Path, str]:
+def _from_bundle(folder: Path) -> tuple[Path, str, InputSpec | None]:
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{folder}: not a bundle (no manifest.json)")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    model = folder / manifest["model"]["file"]
-    return model, manifest["runtime"]["backend"]
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        model = folder / manifest["model"]["file"]
+        spec = InputSpec.from_dict(manifest["input"]) if "input" in manifest else None
+        return model, manifest["runtime"]["backend"], spec
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{manifest_path}: corrupt manifest ({exc})") from None
 
 
 def open_model(path: str | Path, *, threads: int = 1, backend: str | None = None) -> Runner:
@@ -114,15 +118,18 @@ def open_model(path: str | Path, *, threads: int = 1, backend: str | None = None
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found")
+    spec: InputSpec | None = None
     if path.is_dir():
-        model, chosen = _from_bundle(path)
+        model, chosen, spec = _from_bundle(path)
     else:
         model, chosen = path, sniff_backend(path)
     chosen = backend or chosen
     if chosen == "onnx":
-        from . import onnx as engine
-    elif chosen == "litert":
-        from . import litert as engine  # type: ignore[no-redef]
-    else:
-        raise ValueError(f"unknown backend '{chosen}' (supported: {', '.join(BACKENDS)})")
-    return engine.load(model, threads=threads)
+        from . import onnx
+
+        return onnx.load(model, threads=threads)
+    if chosen == "litert":
+        from . import litert  # the manifest's spec covers files whose metadata a compiler dropped
+
+        return litert.load(model, threads=threads, spec=spec)
+    raise ValueError(f"unknown backend '{chosen}' (supported: {', '.join(BACKENDS)})")

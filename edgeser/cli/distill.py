@@ -1,0 +1,174 @@
+"""``edgeser label`` (teacher labels for audio windows) and ``edgeser distill`` (train a student on them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import InputError, OutputError
+from ._app import app, console, handle_errors
+
+
+def _items(sources: list[Path]) -> list[Any]:
+    from ..audio import list_audio
+
+    seen: dict[Path, Any] = {}
+    for src in sources:
+        for item in list_audio(src):
+            seen.setdefault(item.path.resolve(), item)
+    return list(seen.values())
+
+
+@app.command()
+@handle_errors
+def label(
+    audio: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Audio files, folders, or list files (.csv with file[,speaker], "
+            "or .txt with one path per line)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Labels CSV to write.")] = Path("labels.csv"),
+    teacher: Annotated[
+        str,
+        typer.Option(
+            help="Teacher: 'default' (the embedded reference teacher), an .onnx "
+            "file, a transformers folder, or several joined with '+'."
+        ),
+    ] = "default",
+    teacher_output: Annotated[str | None, typer.Option(help="ONNX output name to read.")] = None,
+    window_seconds: Annotated[float, typer.Option(help="Window length in seconds.")] = 2.0,
+    hop_seconds: Annotated[
+        float | None, typer.Option(help="Hop between windows (default: the window).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per teacher call.")] = 16,
+    workers: Annotated[int, typer.Option(help="Parallel worker processes, each with its own teacher.")] = 1,
+    threads: Annotated[int, typer.Option(help="Intra-op threads per worker.")] = 1,
+    cache: Annotated[Path | None, typer.Option(help="Label cache (default: <out>.cache.sqlite).")] = None,
+    skip_errors: Annotated[
+        bool, typer.Option("--skip-errors", help="Skip unreadable audio instead of stopping.")
+    ] = False,
+) -> None:
+    """Label audio windows with a teacher. Finished files are cached, so an interrupted run resumes."""
+    from ..label import LabelConfig
+    from ..label import label as run_label
+
+    config = LabelConfig(
+        window_seconds=window_seconds,
+        hop_seconds=hop_seconds,
+        batch_size=batch_size,
+        workers=workers,
+        threads=threads,
+        skip_errors=skip_errors,
+    )
+    items = _items(audio)
+    result = run_label(
+        items, teacher, out, config=config, cache=cache, teacher_output=teacher_output, progress=True
+    )
+    console.print(
+        f"labelled {result.files} file(s), {result.rows} window(s) -> {out} "
+        f"({result.cached_files} file(s) from the cache, teacher ran on {result.teacher_windows} "
+        "window(s))",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for line in result.skipped:
+        console.print(f"[yellow]skipped[/] {line}", highlight=False, soft_wrap=True)
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--student-config expects key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+    if out.exists() and not (resume or overwrite):
+        raise OutputError("output exists already (use --resume to continue it or --overwrite)", path=out)
+
+
+@app.command()
+@handle_errors
+def distill(
+    labels: Annotated[Path, typer.Option(help="Labels CSV written by `edgeser label`.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Best checkpoint (.safetensors); the last epoch and the training state go beside it.",
+        ),
+    ] = Path("student.safetensors"),
+    student: Annotated[str, typer.Option(help="Registered student (see docs/students.md).")] = "wav2small",
+    student_config: Annotated[
+        list[str] | None, typer.Option(help="Student hyper-parameter key=value (repeatable).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
+    loss: Annotated[str, typer.Option(help="ccc, mse or ccc+mse.")] = "ccc+mse",
+    val_speakers: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Held-out validation speaker (repeatable; default: about a fifth of the speakers)."
+        ),
+    ] = None,
+    window_seconds: Annotated[
+        float | None, typer.Option(help="Training window (default: the labels').")
+    ] = None,
+    windows_per_epoch: Annotated[
+        int | None, typer.Option(help="Windows drawn per epoch (default: all).")
+    ] = None,
+    augment: Annotated[bool, typer.Option(help="Waveform augmentation of the training windows.")] = True,
+    noise_prob: Annotated[float, typer.Option(help="Probability of added noise (white, pink or babble).")] = 0.6,
+    min_snr_db: Annotated[float, typer.Option(help="Lowest SNR of added noise in dB (highest: 30).")] = 5.0,
+    speed_prob: Annotated[float, typer.Option(help="Probability of a 0.9-1.1 speed change.")] = 0.5,
+    mix_prob: Annotated[float, typer.Option(help="Probability of mixing two windows (mixup).")] = 0.0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved beside --out.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a student on a teacher's labels only, validating on held-out speakers every epoch."""
+    from ..augment import AugmentConfig
+    from ..distill import DistillConfig
+    from ..distill import distill as run_distill
+
+    _check_out(out, resume=resume, overwrite=overwrite)
+    aug = (AugmentConfig(noise_prob=noise_prob, snr_db=(min_snr_db, max(min_snr_db, 30.0)), speed_prob=speed_prob,
+                         mix_prob=mix_prob) if augment else AugmentConfig.off())
+    config = DistillConfig(
+        student=student,
+        student_config=_overrides(student_config or []),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        loss=loss,
+        val_speakers=val_speakers or None,
+        window_seconds=window_seconds,
+        windows_per_epoch=windows_per_epoch,
+        augment=aug,
+        seed=seed,
+        threads=threads,
+    )
+    result = run_distill(labels, out, config=config, resume=resume, progress=True)
+    scores = "  ".join(f"{d} {v:.3f}" for d, v in result.best_ccc.items())
+    console.print(
+        f"best epoch {result.best_epoch}: CCC(student, teacher) on held-out "
+        f"{', '.join(result.val_speakers)}: {scores}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(f"best -> {result.best}; last -> {result.last}", highlight=False, soft_wrap=True)

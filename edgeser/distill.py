@@ -1,0 +1,478 @@
+"""Distillation: train a registered student on a teacher's labels only.
+
+The labels CSV comes from :func:`edgeser.label.label`. Windows of the labelled audio are loaded once
+(each file's sha256 is checked against the one recorded at labelling time), some speakers are held out
+for validation, and the student is trained on augmented windows (:mod:`edgeser.augment`) to match the
+teacher's arousal, dominance and valence with a CCC-based loss, MSE, or both.
+
+After every epoch the student is scored against the teacher on the held-out speakers (CCC per
+dimension, clean audio); the best epoch (highest mean CCC) is saved at ``out``, the last one at
+``<out stem>.last.safetensors`` with its optimiser state in ``<out stem>.state.pt``, so a run can
+resume where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .audio import SAMPLING_RATE, load
+from .augment import AugmentConfig, Augmenter
+from .errors import InputError, OutputError
+from .label import LabelTable, file_sha256, read_labels
+from .metrics import DIMENSIONS, ccc
+
+__all__ = [
+    "DistillConfig",
+    "DistillResult",
+    "LOSSES",
+    "distill",
+    "ccc_loss",
+    "checkpoint_paths",
+    "choose_val_speakers",
+    "load_windows",
+]
+
+LOSSES = ("ccc", "mse", "ccc+mse")
+"""Loss choices: 1 - CCC averaged over A/D/V, mean squared error, or their sum."""
+WARMUP_FRACTION = 0.05
+"""Share of the steps with a linear learning-rate warm-up before the cosine decay."""
+EVAL_BATCH = 64
+"""Windows per forward pass during validation."""
+
+
+@dataclass
+class DistillConfig:
+    """How a student is distilled from teacher labels."""
+
+    student: str = "wav2small"
+    """Registered student name (see :func:`edgeser.models.list_models`)."""
+    student_config: dict[str, Any] = field(default_factory=dict)
+    """Hyper-parameter overrides for the student."""
+    epochs: int = 20
+    """Epochs to train (an epoch is a pass over the training windows, or ``windows_per_epoch`` of them)."""
+    batch_size: int = 16
+    """Windows per step."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate (linear warm-up, then cosine decay to zero)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    loss: str = "ccc+mse"
+    """``ccc``, ``mse`` or ``ccc+mse``."""
+    val_speakers: list[str] | None = None
+    """Speakers held out for validation (default: about ``val_fraction`` of them, chosen by ``seed``)."""
+    val_fraction: float = 0.2
+    """Share of speakers (or of files, when speakers are unknown) held out when ``val_speakers`` is unset."""
+    window_seconds: float | None = None
+    """Training window in seconds (default: the longest labelled window)."""
+    windows_per_epoch: int | None = None
+    """Training windows drawn (without replacement) per epoch; default: all of them."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Waveform augmentation of the training windows (never of the validation windows)."""
+    seed: int = 0
+    """Seed of initialisation, order, split and augmentation."""
+    threads: int = 1
+    """torch intra-op threads."""
+
+    def validate(self) -> None:
+        """Raises InputError for an unknown loss or a non-positive count."""
+        if self.loss not in LOSSES:
+            raise InputError(f"unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
+        for name in ("epochs", "batch_size", "lr", "threads"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not 0 < self.val_fraction < 1:
+            raise InputError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DistillResult:
+    """What a distillation run produced."""
+
+    best: Path
+    """Checkpoint of the best epoch (highest mean validation CCC)."""
+    last: Path
+    """Checkpoint of the last epoch."""
+    best_epoch: int
+    """1-based epoch of the best checkpoint."""
+    best_ccc: dict[str, float]
+    """Validation CCC(student, teacher) per dimension at the best epoch."""
+    history: list[dict[str, Any]]
+    """Per epoch: epoch, train loss, validation CCC per dimension, seconds."""
+    train_windows: int
+    """Windows trained on."""
+    val_windows: int
+    """Windows validated on."""
+    val_speakers: list[str]
+    """Held-out speakers (or held-out files when speakers are unknown)."""
+
+
+def checkpoint_paths(out: Path) -> tuple[Path, Path]:
+    """(last checkpoint, training state) beside ``out``."""
+    stem = out.name[: -len(".safetensors")] if out.name.endswith(".safetensors") else out.name
+    return out.with_name(f"{stem}.last.safetensors"), out.with_name(f"{stem}.state.pt")
+
+
+def ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - CCC, per column of (B, D) batches, averaged over the columns."""
+    pm, tm = pred.mean(0), target.mean(0)
+    pv, tv = pred.var(0, unbiased=False), target.var(0, unbiased=False)
+    cov = ((pred - pm) * (target - tm)).mean(0)
+    return (1.0 - 2.0 * cov / (pv + tv + (pm - tm) ** 2 + 1e-8)).mean()
+
+
+def _loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if kind == "ccc":
+        return ccc_loss(pred, target)
+    mse = torch.mean((pred - target) ** 2)
+    return mse if kind == "mse" else mse + ccc_loss(pred, target)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _stable_hash(text: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
+
+
+def choose_val_speakers(table: LabelTable, config: DistillConfig) -> tuple[np.ndarray, list[str]]:
+    """Boolean mask of validation windows and the held-out groups (speakers, or files if speakers are unknown).
+
+    Raises:
+        InputError: a requested speaker is not in the labels, or the split leaves one side empty.
+    """
+    by_speaker = all(table.speakers)
+    groups = np.array(table.speakers if by_speaker else [str(f) for f in table.files])
+    names = sorted(set(groups.tolist()))
+    if config.val_speakers:
+        if not by_speaker:
+            raise InputError(
+                "--val-speakers given but the labels have no speaker column values", path=table.path
+            )
+        unknown = sorted(set(config.val_speakers) - set(names))
+        if unknown:
+            raise InputError(
+                f"validation speaker(s) {', '.join(unknown)} not in the labels "
+                f"(speakers: {', '.join(names)})",
+                path=table.path,
+            )
+        held = sorted(set(config.val_speakers))
+    else:
+        count = max(1, int(round(config.val_fraction * len(names))))
+        held = sorted(sorted(names, key=lambda n: _stable_hash(n, config.seed))[:count])
+    mask = np.isin(groups, held)
+    if mask.all() or not mask.any():
+        raise InputError(
+            f"cannot split {len(names)} {'speaker' if by_speaker else 'file'}(s) into training "
+            "and validation; label more audio or choose --val-speakers",
+            path=table.path,
+        )
+    return mask, held
+
+
+def load_windows(table: LabelTable, window_samples: int, *, progress: Any = None) -> np.ndarray:
+    """Read every labelled window once: (N, window_samples) float32, zero-padded at the end.
+
+    Raises:
+        InputError: an audio file is missing, unreadable or changed since labelling (sha256 differs).
+    """
+    out = np.zeros((len(table), window_samples), dtype=np.float32)
+    by_file: dict[Path, list[int]] = {}
+    for i, f in enumerate(table.files):
+        by_file.setdefault(f, []).append(i)
+    task = progress.add_task("reading audio", total=len(by_file), info="") if progress is not None else None
+    for f, rows in by_file.items():
+        if not f.is_file():
+            raise InputError("audio file is missing (moved or deleted since labelling?)", path=f)
+        expected = {table.sha256[i] for i in rows} - {""}
+        if expected and file_sha256(f) not in expected:
+            raise InputError("audio changed since labelling (sha256 differs); label it again", path=f)
+        x = load(f)
+        for i in rows:
+            start = int(round(table.start_s[i] * SAMPLING_RATE))
+            seg = x[start : start + min(window_samples, int(round(table.duration_s[i] * SAMPLING_RATE)))]
+            out[i, : len(seg)] = seg
+        if task is not None:
+            progress.advance(task)
+    return out
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _predict(model: Any, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        return np.concatenate(
+            [model(torch.from_numpy(x[i : i + EVAL_BATCH])).numpy() for i in range(0, len(x), EVAL_BATCH)]
+        )
+
+
+def _schedule(total_steps: int) -> Any:
+    warm = max(1, int(WARMUP_FRACTION * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm))))
+
+    return factor
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
+        os.close(fd)
+        torch.save(state, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write training state ({exc.strerror})", path=path) from None
+
+
+@dataclass
+class _Run:
+    """Everything one training run carries between epochs."""
+
+    model: Any
+    opt: Any
+    sched: Any
+    aug: Augmenter
+    rng: np.random.Generator
+    history: list[dict[str, Any]]
+    best: float = -math.inf
+    best_epoch: int = 0
+    start_epoch: int = 0
+
+
+def _new_run(config: DistillConfig, steps_per_epoch: int) -> _Run:
+    from . import models
+
+    torch.manual_seed(config.seed)
+    model = models.create_model(config.student, **config.student_config)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.epochs * steps_per_epoch))
+    return _Run(
+        model, opt, sched, Augmenter(config.augment, seed=config.seed), np.random.default_rng(config.seed), []
+    )
+
+
+def _resume(run: _Run, out: Path, config: DistillConfig) -> None:
+    from . import models
+
+    last, state_path = checkpoint_paths(out)
+    if not (last.is_file() and state_path.is_file()):
+        raise InputError(f"nothing to resume: {last.name} and {state_path.name} are needed", path=out.parent)
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    saved = json.loads(state["config"])
+    if saved["student"] != config.student:
+        raise InputError(
+            f"the saved run trains '{saved['student']}', not '{config.student}'", path=state_path
+        )
+    run.model.load_state_dict(models.load(last).state_dict())
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    run.aug.rng.bit_generator.state = json.loads(state["augment_rng"])
+    run.rng.bit_generator.state = json.loads(state["order_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    run.history = json.loads(state["history"])
+    run.best, run.best_epoch, run.start_epoch = (
+        float(state["best"]),
+        int(state["best_epoch"]),
+        int(state["epoch"]),
+    )
+
+
+def _train_epoch(
+    run: _Run, x: np.ndarray, y: np.ndarray, config: DistillConfig, window: int, on_step: Any
+) -> float:
+    run.model.train()
+    order = run.rng.permutation(len(x))[: config.windows_per_epoch or len(x)]
+    total, seen = 0.0, 0
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start : start + config.batch_size]
+        if len(idx) < 2:  # BatchNorm and the CCC loss need two windows
+            continue
+        xb, yb = run.aug.batch([x[i] for i in idx], y[idx], window)
+        loss = _loss(config.loss, run.model(torch.from_numpy(xb)), torch.from_numpy(yb))
+        run.opt.zero_grad()
+        loss.backward()
+        run.opt.step()
+        run.sched.step()
+        total += float(loss.detach()) * len(idx)
+        seen += len(idx)
+        on_step(len(idx), total / seen)
+    return total / max(seen, 1)
+
+
+def _facts(
+    config: DistillConfig,
+    table: LabelTable,
+    held: list[str],
+    run: _Run,
+    epoch: int,
+    scores: dict[str, float],
+    n_train: int,
+    n_val: int,
+) -> dict[str, Any]:
+    return {
+        "kind": "distilled student",
+        "labels": str(table.path),
+        "teacher": table.teacher,
+        "epoch": epoch,
+        "epochs": config.epochs,
+        "val_ccc": scores,
+        "val_speakers": held,
+        "train_windows": n_train,
+        "val_windows": n_val,
+        "config": config.to_dict(),
+        "best_epoch": run.best_epoch,
+    }
+
+
+def _checkpoint(
+    run: _Run, out: Path, epoch: int, scores: dict[str, float], config: DistillConfig, facts: dict[str, Any]
+) -> None:
+    from . import models
+
+    last, state_path = checkpoint_paths(out)
+    mean = float(np.mean(list(scores.values())))
+    if mean > run.best:
+        run.best, run.best_epoch = mean, epoch
+        facts["best_epoch"] = epoch
+        models.save(run.model, out, extra=facts)
+    models.save(run.model, last, extra=facts)
+    _save_state(
+        state_path,
+        {
+            "epoch": epoch,
+            "best": run.best,
+            "best_epoch": run.best_epoch,
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict(),
+            "augment_rng": json.dumps(run.aug.rng.bit_generator.state),
+            "order_rng": json.dumps(run.rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(run.history),
+            "config": json.dumps(config.to_dict()),
+        },
+    )
+
+
+def _bars(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        console=Console(stderr=True),
+    )
+
+
+def _epochs(
+    run: _Run,
+    data: tuple[np.ndarray, ...],
+    config: DistillConfig,
+    window: int,
+    out: Path,
+    table: LabelTable,
+    held: list[str],
+    bars: Any,
+) -> None:
+    """Train from ``run.start_epoch + 1`` to ``config.epochs``, validating and checkpointing each epoch."""
+    xt, yt, xv, yv = data
+    per_epoch = min(len(xt), config.windows_per_epoch or len(xt))
+    for epoch in range(run.start_epoch + 1, config.epochs + 1):
+        t0 = time.monotonic()
+        before = f"val CCC {run.history[-1]['val_mean']:.3f}" if run.history else ""
+        task = bars.add_task(f"epoch {epoch}/{config.epochs}", total=per_epoch, info=before)
+
+        def step(n: int, avg: float, task: Any = task, before: str = before) -> None:
+            bars.update(task, advance=n, info=f"loss {avg:.4f} {before}")
+
+        loss = _train_epoch(run, xt, yt, config, window, step)
+        scores = dict(zip(DIMENSIONS, map(float, ccc(_predict(run.model, xv), yv)), strict=True))
+        run.history.append(
+            {
+                "epoch": epoch,
+                "loss": loss,
+                "val_ccc": scores,
+                "val_mean": float(np.mean(list(scores.values()))),
+                "seconds": time.monotonic() - t0,
+            }
+        )
+        _checkpoint(
+            run, out, epoch, scores, config, _facts(config, table, held, run, epoch, scores, len(xt), len(xv))
+        )
+        shown = " ".join(f"{d[0].upper()} {s:.3f}" for d, s in scores.items())
+        bars.update(task, info=f"loss {loss:.4f} val CCC {shown}")
+
+
+def distill(
+    labels: str | Path | LabelTable,
+    out: str | Path,
+    *,
+    config: DistillConfig | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> DistillResult:
+    """Train a student on teacher labels; keep the best and the last epoch.
+
+    Args:
+        labels: a labels CSV from ``edgeser label`` (or an already read :class:`LabelTable`).
+        out: where the best checkpoint goes (``.safetensors``); the last epoch and the training state are
+            written beside it (:func:`checkpoint_paths`).
+        config: student, schedule, loss, split and augmentation.
+        resume: continue a run that stopped (reads the last checkpoint and state beside ``out``).
+        progress: show progress bars with the loss and the validation CCC (on stderr).
+
+    Raises:
+        InputError: bad labels (columns, NaN, missing or changed audio), an unknown student or loss, a split
+            that leaves no training or no validation data, or nothing to resume.
+        OutputError: a checkpoint cannot be written.
+    """
+    config = config or DistillConfig()
+    config.validate()
+    out = Path(out)
+    torch.set_num_threads(config.threads)
+    table = labels if isinstance(labels, LabelTable) else read_labels(labels)
+    window = int(round((config.window_seconds or float(table.duration_s.max())) * SAMPLING_RATE))
+    val_mask, held = choose_val_speakers(table, config)
+    with _bars(progress) as bars:
+        x = load_windows(table, window, progress=bars)
+        data = (x[~val_mask], table.targets[~val_mask], x[val_mask], table.targets[val_mask])
+        per_epoch = min(len(data[0]), config.windows_per_epoch or len(data[0]))
+        run = _new_run(config, max(1, per_epoch // config.batch_size))
+        if resume:
+            _resume(run, out, config)
+            if run.start_epoch >= config.epochs:
+                raise InputError(
+                    f"nothing to do: the saved run already finished {run.start_epoch} epochs "
+                    "(raise --epochs to train longer)",
+                    path=out,
+                )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _epochs(run, data, config, window, out, table, held, bars)
+    best = run.history[run.best_epoch - 1]["val_ccc"] if run.best_epoch else {}
+    return DistillResult(
+        out, checkpoint_paths(out)[0], run.best_epoch, best, run.history, len(data[0]), len(data[2]), held
+    )

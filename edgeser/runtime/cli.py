@@ -1,0 +1,86 @@
+"""The device runner's command line, shared by every target's ``runner/__main__.py``.
+
+    python -m runner FILE [FILE ...]        # A/D/V per file (mean over windows for long files)
+    python -m runner --per-window FILE      # one line per window too
+    python -m runner --json FILE ...        # JSON lines
+    python -m runner --mic [--device NAME] [--log FILE.csv]  # microphone, one JSON line per update
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .engine import open_model
+
+__all__ = ["main", "EXIT_BAD_INPUT"]
+
+EXIT_BAD_INPUT = 2
+EDGETPU_ENV = "EDGESER_EDGETPU"  # read by runtime/litert.py
+
+
+def _parser(edgetpu: bool) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m runner", description="Speech emotion (arousal, dominance, "
+                                "valence) from audio files or the microphone, with the model in this bundle.")
+    p.add_argument("files", nargs="*", type=Path, help="audio files (any format soundfile reads)")
+    p.add_argument("--per-window", action="store_true", help="also print each window of long files")
+    p.add_argument("--json", action="store_true", help="print one JSON object per file instead of a table")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: from the manifest)")
+    p.add_argument("--mic", action="store_true", help="stream from the microphone instead of reading files")
+    p.add_argument("--device", default=None, help="input device name or index for --mic")
+    p.add_argument("--log", type=Path, default=None, help="with --mic: append every reading to this CSV")
+    if edgetpu:
+        p.add_argument("--cpu", action="store_true", help="do not use the Edge TPU even when libedgetpu is installed")
+    return p
+
+
+def _files(args: argparse.Namespace, runner: Any) -> int:
+    from .audiofile import read
+    from .predict import predict_signal
+
+    status = 0
+    if not args.json:
+        print(f"{'file':<40} {'arousal':>8} {'dominance':>9} {'valence':>8}")
+    for path in args.files:
+        try:
+            pred = predict_signal(runner, read(path, runner.spec.sampling_rate))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        a, d, v = (float(x) for x in pred.mean)
+        if args.json:
+            print(json.dumps({"file": str(path), "arousal": a, "dominance": d, "valence": v,
+                              "windows": len(pred.windows)}))
+        else:
+            print(f"{str(path):<40} {a:8.3f} {d:9.3f} {v:8.3f}")
+        if args.per_window and len(pred.windows) > 1:
+            for start, row in zip(pred.starts_s, pred.windows, strict=True):
+                print(f"  @{start:7.2f}s {'':<28} {row[0]:8.3f} {row[1]:9.3f} {row[2]:8.3f}")
+    return status
+
+
+def main(argv: list[str] | None = None, *, bundle: Path, edgetpu: bool = False) -> int:
+    """Run the bundle at ``bundle`` on files or the microphone; returns the exit status."""
+    args = _parser(edgetpu).parse_args(argv)
+    if edgetpu:
+        os.environ[EDGETPU_ENV] = "0" if args.cpu else os.environ.get(EDGETPU_ENV, "1")
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    threads = args.threads or int(manifest["runtime"].get("threads", 1))
+    try:
+        runner = open_model(bundle, threads=threads)
+    except (ImportError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.mic:
+        from .listen import run_device
+
+        return run_device(runner, device=args.device, log_path=args.log)
+    if not args.files:
+        print("error: give audio files, or --mic", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return _files(args, runner)

@@ -1,0 +1,203 @@
+"""Distillation and augmentation: loss goes down, checkpoints load, resume continues, errors, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edgeser import augment, models
+from edgeser.audio import list_audio
+from edgeser.cli import app
+from edgeser.distill import DistillConfig, ccc_loss, checkpoint_paths, distill
+from edgeser.errors import InputError
+from edgeser.label import LabelConfig, label, read_labels
+from edgeser.metrics import ccc
+from edgeser.teachers import load_teacher
+
+TINY_STUDENT = {"channels": 4}
+"""A 4-channel Wav2Small: the same code path as the default student, a few times cheaper."""
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory: pytest.TempPathFactory, corpus: Path, teacher_onnx: Path) -> Path:
+    out = tmp_path_factory.mktemp("distill") / "labels.csv"
+    label(list_audio(corpus), load_teacher(teacher_onnx), out, config=LabelConfig(window_seconds=0.5))
+    return out
+
+
+def _config(**kw: object) -> DistillConfig:
+    base = {
+        "student_config": TINY_STUDENT,
+        "epochs": 3,
+        "batch_size": 8,
+        "lr": 1e-2,
+        "windows_per_epoch": 48,
+        "val_speakers": ["spk3"],
+        "augment": augment.AugmentConfig.off(),
+    }
+    return DistillConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_distill_lowers_the_loss_and_saves_loadable_checkpoints(tmp_path: Path, labels: Path) -> None:
+    out = tmp_path / "student.safetensors"
+    result = distill(labels, out, config=_config(epochs=4))
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert result.val_speakers == ["spk3"] and result.val_windows == 24 and result.train_windows == 72
+    model = models.load(out)
+    assert model.cfg.channels == 4
+    last, state = checkpoint_paths(out)
+    assert last.is_file() and state.is_file()
+    extra = json.loads(models.read_metadata(out)["extra"])
+    assert extra["epoch"] == result.best_epoch and extra["val_speakers"] == ["spk3"]
+    assert extra["val_ccc"] == pytest.approx(result.best_ccc)
+    table = read_labels(labels)
+    x = np.stack([np.zeros(8000, np.float32) + 0.01 * np.sin(np.arange(8000, dtype=np.float32))] * 2)
+    with torch.no_grad():
+        assert model(torch.from_numpy(x)).shape == (2, 3)
+    assert extra["teacher"] == table.teacher
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path: Path, labels: Path) -> None:
+    out = tmp_path / "student.safetensors"
+    first = distill(labels, out, config=_config(epochs=2))
+    resumed = distill(labels, out, config=_config(epochs=3), resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert resumed.history[:2] == first.history
+    with pytest.raises(InputError, match="already finished 3 epochs"):
+        distill(labels, out, config=_config(epochs=3), resume=True)
+    with pytest.raises(InputError, match="nothing to resume"):
+        distill(labels, tmp_path / "other.safetensors", config=_config(), resume=True)
+
+
+def test_resume_after_an_interruption_matches_a_straight_run(
+    tmp_path: Path, labels: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeser.distill as module
+
+    straight = distill(labels, tmp_path / "a.safetensors", config=_config(epochs=2))
+    real, calls = module._train_epoch, []
+
+    def stop_in_second_epoch(*args: object, **kwargs: object) -> float:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "_train_epoch", stop_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        distill(labels, tmp_path / "b.safetensors", config=_config(epochs=2))
+    monkeypatch.setattr(module, "_train_epoch", real)
+    resumed = distill(labels, tmp_path / "b.safetensors", config=_config(epochs=2), resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.history[1]["loss"] == pytest.approx(straight.history[1]["loss"], rel=1e-4)
+    assert resumed.history[1]["val_ccc"] == pytest.approx(straight.history[1]["val_ccc"], abs=1e-4)
+
+
+def test_any_registered_student_trains(tmp_path: Path, labels: Path) -> None:
+    result = distill(
+        labels,
+        tmp_path / "m.safetensors",
+        config=_config(
+            student="mobilenetv4_conv_small.035", student_config={}, epochs=1, windows_per_epoch=16
+        ),
+    )
+    assert models.load(result.best).arch.startswith("mobilenet")
+
+
+def test_ccc_loss_matches_the_metric() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.random((32, 3)).astype(np.float32)
+    p = (y + 0.3 * rng.standard_normal((32, 3))).astype(np.float32)
+    loss = float(ccc_loss(torch.from_numpy(p), torch.from_numpy(y)))
+    assert loss == pytest.approx(1 - ccc(p, y).mean(), abs=1e-5)
+    assert float(ccc_loss(torch.from_numpy(y), torch.from_numpy(y))) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_distill_errors(tmp_path: Path, labels: Path, corpus: Path) -> None:
+    with pytest.raises(InputError, match="validation speaker"):
+        distill(labels, tmp_path / "s.safetensors", config=_config(val_speakers=["nobody"]))
+    with pytest.raises(InputError, match="unknown loss"):
+        distill(labels, tmp_path / "s.safetensors", config=_config(loss="l1"))
+    with pytest.raises(InputError, match="unknown student"):
+        distill(labels, tmp_path / "s.safetensors", config=_config(student="resnet"))
+    text = labels.read_text().splitlines()
+    nan = tmp_path / "nan.csv"
+    nan.write_text("\n".join([text[0], text[1].replace(text[1].split(",")[5], "nan", 1)]) + "\n")
+    with pytest.raises(InputError, match="line 2: arousal is nan"):
+        distill(nan, tmp_path / "s.safetensors", config=_config())
+
+
+def test_changed_audio_is_refused(tmp_path: Path, labels: Path) -> None:
+    table = read_labels(labels)
+    copy = tmp_path / "copy.flac"
+    copy.write_bytes(table.files[0].read_bytes())
+    rows = labels.read_text().splitlines()
+    first = rows[1].split(",")[0]
+    lines = [rows[0]] + [
+        str(copy) + r[len(first) :] if r.startswith(first + ",") else str(labels.parent / r) for r in rows[1:]
+    ]
+    moved = tmp_path / "labels.csv"
+    moved.write_text("\n".join(lines) + "\n")
+    import soundfile as sf
+
+    x, rate = sf.read(copy, dtype="float32")
+    sf.write(copy, x * 0.5, rate)
+    with pytest.raises(InputError, match="copy.flac: audio changed since labelling"):
+        distill(moved, tmp_path / "s.safetensors", config=_config(val_speakers=None))
+
+
+def test_cli_distill(tmp_path: Path, labels: Path) -> None:
+    out = tmp_path / "student.safetensors"
+    args = [
+        "distill",
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--windows-per-epoch",
+        "16",
+        "--student-config",
+        "channels=4",
+        "--val-speakers",
+        "spk3",
+        "--no-augment",
+    ]
+    ok = CliRunner().invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert "best epoch 1" in ok.output and "spk3" in ok.output and out.is_file()
+    exists = CliRunner().invoke(app, args)
+    assert exists.exit_code == 5 and "output exists already" in exists.output
+    bad = CliRunner().invoke(app, [*args[:3], "--out", str(tmp_path / "x.safetensors"), "--loss", "l1"])
+    assert bad.exit_code == 2 and "unknown loss" in bad.output
+
+
+def test_augmentations_do_what_they_say() -> None:
+    rng = np.random.default_rng(0)
+    x = np.sin(np.arange(16_000) * 0.05).astype(np.float32) * 0.3
+    noisy = augment.add_noise(x, augment.pink_noise(16_000, rng), 10.0)
+    snr = 10 * np.log10(np.mean(x**2) / np.mean((noisy - x) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.01)
+    assert len(augment.speed(x, 1.1)) == pytest.approx(16_000 / 1.1, abs=2)
+    assert augment.random_crop(x, 8000, rng).shape == (8000,)
+    padded = augment.random_crop(x[:4000], 8000, rng)
+    assert padded.shape == (8000,) and np.count_nonzero(padded) <= 4000
+    assert augment.gain(x, -6.0).max() == pytest.approx(x.max() / 10 ** (6 / 20), rel=1e-5)
+    batch = np.stack([x, -x, x * 0.5])
+    targets = np.eye(3, dtype=np.float32)
+    mixed_x, mixed_y = augment.mixup(batch, targets, rng, prob=1.0, weight=(0.7, 0.7))
+    assert np.allclose(mixed_y.sum(1), 1.0) and np.allclose(mixed_y.max(1), 0.7)
+    out, y = augment.Augmenter(augment.AugmentConfig(), seed=1).batch([x, x[:9000], x], targets, 12_000)
+    assert out.shape == (3, 12_000) and out.dtype == np.float32 and np.abs(out).max() <= 1.0
+    assert np.array_equal(y, targets)  # mix_prob is 0 by default
+    off, _ = augment.Augmenter(augment.AugmentConfig.off()).batch([x], targets[:1], 16_000)
+    assert np.array_equal(off[0], x)

@@ -1,0 +1,230 @@
+"""Labelling: CSV content, cache hits, resume after an interruption, parallel workers, errors, CLI."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from edgeser.audio import AudioItem, list_audio
+from edgeser.cli import app
+from edgeser.errors import InputError
+from edgeser.label import COLUMNS, LabelConfig, file_sha256, label, read_labels
+from edgeser.teachers import load_teacher
+
+HALF_SECOND = LabelConfig(window_seconds=0.5, batch_size=8)
+
+
+class Counting:
+    """Wraps a teacher and counts how many windows it is asked to label; can stop after some calls."""
+
+    sample_rate = 16_000
+
+    def __init__(self, inner: object, *, interrupt_after: int | None = None) -> None:
+        self.inner = inner
+        self.name = "counting"
+        self.identity = inner.identity  # type: ignore[attr-defined]
+        self.calls = 0
+        self.windows = 0
+        self.interrupt_after = interrupt_after
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.interrupt_after is not None and self.calls >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        self.windows += len(batch)
+        return self.inner(batch)  # type: ignore[operator]
+
+
+@pytest.fixture
+def items(corpus: Path) -> list[AudioItem]:
+    return list_audio(corpus)[:12]
+
+
+@pytest.fixture
+def teacher(teacher_onnx: Path) -> Counting:
+    return Counting(load_teacher(teacher_onnx))
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_label_writes_one_row_per_window(tmp_path: Path, items: list[AudioItem], teacher: Counting) -> None:
+    out = tmp_path / "labels.csv"
+    result = label(items, teacher, out, config=HALF_SECOND)
+    rows = _rows(out)
+    assert list(rows[0]) == list(COLUMNS)
+    assert result.rows == len(rows) == 2 * len(items)  # 1-s clips, 0.5-s windows
+    assert teacher.windows == len(rows)
+    assert [r["window"] for r in rows[:2]] == ["0", "1"] and [r["start_s"] for r in rows[:2]] == [
+        "0.0000",
+        "0.5000",
+    ]
+    assert rows[0]["speaker"] == items[0].speaker and rows[0]["sha256"] == file_sha256(items[0].path)
+    values = np.array([[float(r[d]) for d in ("arousal", "dominance", "valence")] for r in rows])
+    assert ((values >= 0) & (values <= 1)).all() and values.std(0).min() > 0
+    expected = teacher.inner(np.stack([sf.read(items[0].path, dtype="float32")[0][:8000]]))[0]
+    np.testing.assert_allclose(values[0], expected, atol=1e-5)
+
+
+def test_rerun_hits_the_cache(tmp_path: Path, items: list[AudioItem], teacher: Counting) -> None:
+    out = tmp_path / "labels.csv"
+    label(items, teacher, out, config=HALF_SECOND)
+    first, calls = out.read_text(), teacher.calls
+    again = label(
+        items, teacher, tmp_path / "again.csv", config=HALF_SECOND, cache=tmp_path / "labels.csv.cache.sqlite"
+    )
+    assert teacher.calls == calls  # not called again
+    assert again.cached_files == len(items) and again.teacher_windows == 0
+    assert (tmp_path / "again.csv").read_text() == first
+
+
+def test_cache_is_keyed_by_content_and_window(
+    tmp_path: Path, items: list[AudioItem], teacher: Counting
+) -> None:
+    out = tmp_path / "labels.csv"
+    label(items[:2], teacher, out, config=HALF_SECOND)
+    moved = tmp_path / "renamed.flac"
+    shutil.copy(items[0].path, moved)  # same bytes, new name: still cached
+    label([AudioItem(moved)], teacher, out, config=HALF_SECOND)
+    assert teacher.windows == 4
+    label(items[:2], teacher, out, config=LabelConfig(window_seconds=1.0))  # another window: labelled anew
+    assert teacher.windows == 6
+
+
+def test_resume_after_interruption_keeps_finished_files(
+    tmp_path: Path, items: list[AudioItem], teacher_onnx: Path
+) -> None:
+    out = tmp_path / "labels.csv"
+    stopping = Counting(load_teacher(teacher_onnx), interrupt_after=2)  # one task (8 files, 2 calls) finishes
+    with pytest.raises(KeyboardInterrupt):
+        label(items, stopping, out, config=HALF_SECOND)
+    assert not out.exists()
+    resumed = Counting(load_teacher(teacher_onnx))
+    result = label(items, resumed, out, config=HALF_SECOND)
+    assert result.cached_files == 8 and resumed.windows == 2 * (len(items) - 8)
+    reference = tmp_path / "reference.csv"
+    label(items, Counting(load_teacher(teacher_onnx)), reference, config=HALF_SECOND)
+    assert out.read_text() == reference.read_text()
+
+
+def test_thread_workers_give_the_same_labels(
+    tmp_path: Path, items: list[AudioItem], teacher: Counting
+) -> None:
+    label(items, teacher, tmp_path / "one.csv", config=HALF_SECOND)
+    two = LabelConfig(window_seconds=0.5, batch_size=8, workers=2)
+    label(items, teacher, tmp_path / "two.csv", config=two, cache=tmp_path / "other.sqlite")
+    assert (tmp_path / "one.csv").read_text() == (tmp_path / "two.csv").read_text()
+
+
+@pytest.mark.slow
+def test_process_workers_give_the_same_labels(
+    tmp_path: Path, items: list[AudioItem], teacher_onnx: Path
+) -> None:
+    label(items, str(teacher_onnx), tmp_path / "one.csv", config=HALF_SECOND)
+    two = LabelConfig(window_seconds=0.5, batch_size=8, workers=2)
+    label(items, str(teacher_onnx), tmp_path / "two.csv", config=two, cache=tmp_path / "other.sqlite")
+    assert (tmp_path / "one.csv").read_text() == (tmp_path / "two.csv").read_text()
+
+
+def test_long_file_gets_several_windows_with_hop(tmp_path: Path, teacher: Counting) -> None:
+    t = np.arange(16_000 * 3) / 16_000
+    path = tmp_path / "long.wav"
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + t)).astype(np.float32) / 4, 16_000)
+    label(
+        [AudioItem(path)],
+        teacher,
+        tmp_path / "l.csv",
+        config=LabelConfig(window_seconds=1.0, hop_seconds=0.5),
+    )
+    rows = _rows(tmp_path / "l.csv")
+    assert [float(r["start_s"]) for r in rows] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert rows[0]["file"] == "long.wav" and rows[0]["speaker"] == ""  # relative to the CSV's folder
+
+
+def test_bad_audio_names_the_file(tmp_path: Path, items: list[AudioItem], teacher: Counting) -> None:
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(InputError, match="broken.wav: cannot read audio"):
+        label([*items[:2], AudioItem(bad)], teacher, tmp_path / "labels.csv", config=HALF_SECOND)
+    skipped = label(
+        [*items[:2], AudioItem(bad)],
+        teacher,
+        tmp_path / "labels.csv",
+        config=LabelConfig(window_seconds=0.5, skip_errors=True),
+    )
+    assert skipped.files == 2 and len(skipped.skipped) == 1 and "broken.wav" in skipped.skipped[0]
+
+
+def test_read_labels_round_trip(tmp_path: Path, items: list[AudioItem], teacher: Counting) -> None:
+    out = tmp_path / "labels.csv"
+    label(items, teacher, out, config=HALF_SECOND)
+    table = read_labels(out)
+    assert len(table) == 2 * len(items) and table.targets.shape == (len(table), 3)
+    assert table.files[0] == items[0].path and table.teacher == teacher.identity
+    assert np.allclose(table.duration_s, 0.5)
+
+
+def _write(path: Path, header: str, *lines: str) -> Path:
+    path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_read_labels_errors(tmp_path: Path, items: list[AudioItem]) -> None:
+    audio = items[0].path
+    with pytest.raises(InputError, match=r"lacks column\(s\) dominance, valence"):
+        read_labels(_write(tmp_path / "a.csv", "file,start_s,duration_s,arousal", f"{audio},0,1,0.5"))
+    with pytest.raises(InputError, match="line 3: valence is nan"):
+        read_labels(
+            _write(
+                tmp_path / "b.csv",
+                "file,start_s,duration_s,arousal,dominance,valence",
+                f"{audio},0,1,0.5,0.5,0.5",
+                f"{audio},0,1,0.5,0.5,nan",
+            )
+        )
+    with pytest.raises(InputError, match="line 2: audio file .*gone.wav is missing"):
+        read_labels(
+            _write(
+                tmp_path / "c.csv",
+                "file,start_s,duration_s,arousal,dominance,valence",
+                "gone.wav,0,1,0.5,0.5,0.5",
+            )
+        )
+    with pytest.raises(InputError, match="no rows"):
+        read_labels(_write(tmp_path / "d.csv", "file,start_s,duration_s,arousal,dominance,valence"))
+    with pytest.raises(InputError, match="labels file not found"):
+        read_labels(tmp_path / "none.csv")
+
+
+def test_cli_label(tmp_path: Path, corpus: Path, teacher_onnx: Path) -> None:
+    out = tmp_path / "labels.csv"
+    args = [
+        "label",
+        str(corpus),
+        "--teacher",
+        str(teacher_onnx),
+        "--out",
+        str(out),
+        "--window-seconds",
+        "0.5",
+    ]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "48 file(s), 96 window(s)" in first.output and len(_rows(out)) == 96
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0 and "48 file(s) from the cache" in second.output
+
+
+def test_cli_label_errors(tmp_path: Path, teacher_onnx: Path) -> None:
+    missing = CliRunner().invoke(app, ["label", str(tmp_path / "nope"), "--teacher", str(teacher_onnx)])
+    assert missing.exit_code == 2 and "audio source not found" in missing.output
+    bad_teacher = CliRunner().invoke(app, ["label", str(tmp_path), "--teacher", str(tmp_path / "t.onnx")])
+    assert bad_teacher.exit_code == 2

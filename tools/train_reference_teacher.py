@@ -1,0 +1,344 @@
+"""Train edgeser's embedded reference teacher on EmoDB, select it by leave-speakers-out cross-validation.
+
+Targets: each EmoDB category is mapped to the arousal, dominance and valence of its category word in
+the NRC VAD Lexicon v1.0 (Mohammad 2018), already on a 0..1 scale (see ``TABLE``).
+
+The model is a small CNN on a 64-band log-mel (computed inside the model from the waveform, so the
+ONNX export takes ``waveform`` (N, T) and returns ``adv`` (N, 3)). In the default ``classify`` mode it
+predicts the seven categories and outputs the posterior-weighted table entry
+``softmax(logits / T) @ TABLE``: valence is then high only when the model is confident of happiness,
+not whenever the voice is aroused, and the temperature T (fitted on the out-of-fold predictions of the
+cross-validation) keeps unsure predictions near the middle. ``regress`` mode regresses the three values
+directly, for comparison.
+
+Cross-validation: 5 folds of 2 speakers (one male, one female). The exported teacher is the model of
+the fold that holds out speakers 11 and 14, which are edgeser's built-in calibration set, so the
+calibration set is unseen by the teacher too.
+
+Usage (run from the repository root; about 25 min on 2 CPU cores)::
+
+    python tools/train_reference_teacher.py --data ../shared/data/emodb \
+        --out edgeser/assets/reference_teacher.onnx --report /work/scratch/teacher/cv.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch  # noqa: TID253  (a training script, not part of the package)
+from torch import nn  # noqa: TID253
+
+from edgeser.audio import load
+from edgeser.augment import AugmentConfig, Augmenter, spec_mask
+from edgeser.metrics import ccc
+from edgeser.models.frontend import LogmelFilterBank, Spectrogram, prenorm
+
+CATEGORIES = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness")
+# NRC VAD Lexicon v1.0 (Mohammad 2018, ACL), scores of the category words, reordered to
+# (arousal, dominance, valence). The lexicon lists valence, arousal, dominance in 0..1.
+TABLE = {
+    "anger": (0.865, 0.657, 0.167),
+    "boredom": (0.139, 0.255, 0.167),
+    "disgust": (0.775, 0.317, 0.052),
+    "fear": (0.840, 0.293, 0.073),
+    "happiness": (0.732, 0.850, 0.960),
+    "neutral": (0.184, 0.357, 0.469),
+    "sadness": (0.288, 0.164, 0.052),
+}
+MALE = ("03", "10", "11", "12", "15")
+FEMALE = ("08", "09", "13", "14", "16")
+FOLDS = tuple(zip(MALE, ("08", "09", "14", "13", "16"), strict=True))
+"""Held-out speaker pairs; the third pair (11, 14) is edgeser's calibration set."""
+EXPORT_FOLD = ("11", "14")
+SAMPLING_RATE = 16_000
+WINDOW_SAMPLES = 32_000
+N_FFT, HOP_LENGTH, N_MELS = 512, 160, 64
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run."""
+
+    mode: str = "classify"
+    """``classify`` (7 categories, posterior-weighted table) or ``regress`` (three values, MSE)."""
+    epochs: int = 40
+    """Passes over the training clips."""
+    batch_size: int = 32
+    """Clips per step."""
+    lr: float = 2e-3
+    """Peak AdamW learning rate (one-cycle cosine schedule)."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    label_smoothing: float = 0.1
+    """Label smoothing of the category targets (classify mode)."""
+    dropout: float = 0.3
+    """Dropout before each linear layer of the head."""
+    width: int = 16
+    """Channels of the first conv block (doubled twice, then 1.5x)."""
+    mix_prob: float = 0.3
+    """Mixup probability (targets mixed alike)."""
+    adv_weight: float = 0.0
+    """Weight of an extra MSE between the posterior-weighted A/D/V and the target's A/D/V (classify mode)."""
+    pool: str = "flatten"
+    """``flatten``: keep the frequency axis (pitch and formant positions) and pool over time only;
+    ``freq-mean``: average over frequency first (shift-invariant, loses spectral position)."""
+    seed: int = 0
+    """Seed of weights, order and augmentation."""
+
+
+class Block(nn.Module):
+    """Conv 3x3 -> BatchNorm -> ReLU, then an optional 2x2 max-pool."""
+
+    def __init__(self, c_in: int, c_out: int, pool: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(c_out)
+        self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(torch.relu(self.norm(self.conv(x))))
+
+
+class ReferenceTeacher(nn.Module):
+    """Waveform (B, T) at 16 kHz -> (B, 3) arousal, dominance, valence, through a log-mel CNN."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.mode = cfg.mode
+        self.spectrogram = Spectrogram(N_FFT, HOP_LENGTH)
+        self.logmel = LogmelFilterBank(sampling_rate=SAMPLING_RATE, n_fft=N_FFT, n_mels=N_MELS)
+        self.input_norm = nn.BatchNorm2d(1)
+        w = cfg.width
+        self.blocks = nn.Sequential(
+            Block(1, w, True), Block(w, 2 * w, True), Block(2 * w, 4 * w, True), Block(4 * w, 6 * w, False)
+        )
+        outputs = len(CATEGORIES) if cfg.mode == "classify" else 3
+        self.pool = cfg.pool
+        features = 12 * w * (N_MELS // 8 if cfg.pool == "flatten" else 1)  # mean and max of the 6w channels
+        self.head = nn.Sequential(
+            nn.Dropout(cfg.dropout),
+            nn.Linear(features, 64),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(64, outputs),
+        )
+        self.register_buffer("table", torch.tensor([TABLE[c] for c in CATEGORIES], dtype=torch.float32))
+        self.register_buffer("temperature", torch.tensor(1.0))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Waveform (B, T) -> normalised log-mel (B, 1, frames, bands)."""
+        return self.input_norm(self.logmel(self.spectrogram(prenorm(x))))
+
+    def scores(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel (B, 1, frames, bands) -> category logits (B, 7) or raw regression outputs (B, 3)."""
+        h = self.blocks(mel)  # (B, C, frames', bands')
+        if self.pool == "flatten":
+            h = h.permute(0, 1, 3, 2).flatten(1, 2)  # (B, C * bands', frames')
+        else:
+            h = h.mean(dim=3)  # (B, C, frames'): average over frequency
+        h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)  # (B, 2C): mean and max over time
+        return self.head(h)
+
+    def to_adv(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.mode == "classify":
+            return torch.softmax(scores / self.temperature, dim=1) @ self.table  # (B, 3)
+        return torch.sigmoid(scores)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.to_adv(self.scores(self.features(x)))
+
+
+def read_emodb(folder: Path) -> tuple[np.ndarray, list[str], list[str]]:
+    """All clips as (N, 32000) float32, with their speakers and categories."""
+    with (folder / "labels.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    x = np.stack([_fit(load(folder / r["file"])) for r in rows])
+    return x, [r["speaker"] for r in rows], [r["emotion"] for r in rows]
+
+
+def _fit(x: np.ndarray) -> np.ndarray:
+    out = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
+    out[: min(len(x), WINDOW_SAMPLES)] = x[:WINDOW_SAMPLES]
+    return out
+
+
+def _loss(
+    model: ReferenceTeacher, scores: torch.Tensor, target: torch.Tensor, cfg: TrainConfig
+) -> torch.Tensor:
+    if cfg.mode == "classify":  # target: (B, 7) soft category distribution
+        smooth = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / target.shape[1]
+        loss = -(smooth * torch.log_softmax(scores, dim=1)).sum(dim=1).mean()
+        if cfg.adv_weight > 0:  # cost-sensitive: confusing far-apart categories (anger, happiness) costs more
+            loss = loss + cfg.adv_weight * torch.mean((model.to_adv(scores) - target @ model.table) ** 2)
+        return loss
+    return torch.mean((torch.sigmoid(scores) - target) ** 2)  # target: (B, 3) table values
+
+
+def train(x: np.ndarray, cats: list[str], cfg: TrainConfig, *, log: str = "") -> ReferenceTeacher:
+    """Train one model on clips ``x`` with categories ``cats``."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = ReferenceTeacher(cfg)
+    onehot = np.eye(len(CATEGORIES), dtype=np.float32)[[CATEGORIES.index(c) for c in cats]]
+    targets = (
+        onehot if cfg.mode == "classify" else onehot @ np.array([TABLE[c] for c in CATEGORIES], np.float32)
+    )
+    aug = Augmenter(AugmentConfig(mix_prob=cfg.mix_prob), seed=cfg.seed)
+    steps = cfg.epochs * int(np.ceil(len(x) / cfg.batch_size))
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+    t0 = time.time()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order, total = rng.permutation(len(x)), 0.0
+        for start in range(0, len(x), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            xb, yb = aug.batch([x[i] for i in idx], targets[idx], WINDOW_SAMPLES)
+            mel = spec_mask(model.features(torch.from_numpy(xb)), rng)
+            loss = _loss(model, model.scores(mel), torch.from_numpy(yb), cfg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+        if (epoch + 1) % 10 == 0 or epoch == 0:
+            print(
+                f"{log} epoch {epoch + 1}/{cfg.epochs} loss {total / len(x):.4f} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_scores(model: ReferenceTeacher, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Category logits (or raw regression outputs) for clips ``x``."""
+    out = [
+        model.scores(model.features(torch.from_numpy(x[i : i + batch]))).numpy()
+        for i in range(0, len(x), batch)
+    ]
+    return np.concatenate(out)
+
+
+def to_adv(model: ReferenceTeacher, scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    model.temperature.fill_(temperature)
+    with torch.no_grad():
+        return model.to_adv(torch.from_numpy(scores)).numpy()
+
+
+def fit_temperature(scores: np.ndarray, cats: list[str]) -> float:
+    """Temperature minimising the negative log-likelihood of out-of-fold logits (grid search)."""
+    y = np.array([CATEGORIES.index(c) for c in cats])
+    best = (np.inf, 1.0)
+    for t in np.exp(np.linspace(np.log(0.5), np.log(5.0), 60)):
+        z = scores / t
+        z = z - z.max(axis=1, keepdims=True)
+        nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+        best = min(best, (nll, float(t)))
+    return best[1]
+
+
+def cross_validate(
+    x: np.ndarray, spk: list[str], cats: list[str], cfg: TrainConfig, folds: tuple[tuple[str, str], ...] = FOLDS
+) -> tuple[dict[str, object], ReferenceTeacher]:
+    """Leave-two-speakers-out CV; returns the scores and the export fold's model (else the last one)."""
+    spk_a = np.array(spk)
+    oof = np.zeros((len(x), len(CATEGORIES) if cfg.mode == "classify" else 3), np.float32)
+    seen = np.isin(spk_a, [s for f in folds for s in f])
+    model = export_model = None
+    for fold in folds:
+        test = np.isin(spk_a, fold)
+        train_cats = [c for c, t in zip(cats, test, strict=True) if not t]
+        model = train(x[~test], train_cats, cfg, log=f"fold {fold}")
+        oof[test] = predict_scores(model, x[test])
+        export_model = model if fold == EXPORT_FOLD else export_model
+    export_model = export_model or model
+    assert export_model is not None
+    truth = np.array([TABLE[c] for c in cats], np.float32)
+    seen_cats = [c for c, s in zip(cats, seen, strict=True) if s]
+    temperature = fit_temperature(oof[seen], seen_cats) if cfg.mode == "classify" else 1.0
+    report: dict[str, object] = {"config": asdict(cfg), "folds": ["+".join(f) for f in folds],
+                                 "temperature": temperature}
+    for name, t in (("t1", 1.0), ("calibrated", temperature)):
+        adv = to_adv(export_model, oof, t)
+        per_fold = np.array([ccc(adv[np.isin(spk_a, f)], truth[np.isin(spk_a, f)]) for f in folds])
+        report[name] = {
+            "pooled_ccc": ccc(adv[seen], truth[seen]).round(4).tolist(),
+            "fold_mean_ccc": per_fold.mean(0).round(4).tolist(),
+            "per_fold_ccc": {"+".join(f): per_fold[i].round(4).tolist() for i, f in enumerate(folds)},
+        }
+    if cfg.mode == "classify":
+        pred, y = oof[seen].argmax(1), np.array([CATEGORIES.index(c) for c in seen_cats])
+        recalls = [float(np.mean(pred[y == k] == k)) for k in range(len(CATEGORIES)) if (y == k).any()]
+        report["unweighted_accuracy"] = round(float(np.mean(recalls)), 4)
+    export_model.temperature.fill_(temperature)
+    return report, export_model
+
+
+def export(model: ReferenceTeacher, out: Path, report: dict[str, object]) -> None:
+    """Export to ONNX (input ``waveform`` (N, T), output ``adv`` (N, 3)) with the parity check."""
+    from edgeser.export.onnx import export as export_onnx
+    from edgeser.export.onnx import set_metadata
+    from edgeser.recipe import load_recipe
+    from edgeser.runtime.engine import InputSpec
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    spec = InputSpec(window_samples=WINDOW_SAMPLES)
+    export_onnx(model, tmp, recipe=load_recipe("rpi"), spec=spec)
+    set_metadata(
+        tmp,
+        spec,
+        {
+            "model": "edgeser reference teacher",
+            "targets": "NRC VAD Lexicon v1.0 category words",
+            "cross_validation": json.dumps(report),
+        },
+    )
+    tmp.replace(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True, help="EmoDB folder with labels.csv and audio/")
+    p.add_argument("--out", type=Path, help="ONNX file for the export-fold model (skip export if omitted)")
+    p.add_argument("--report", type=Path, help="JSON file for the cross-validation scores")
+    p.add_argument("--mode", choices=("classify", "regress"), default="classify")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--width", type=int, default=TrainConfig.width)
+    p.add_argument("--mix-prob", type=float, default=TrainConfig.mix_prob)
+    p.add_argument("--pool", choices=("flatten", "freq-mean"), default=TrainConfig.pool)
+    p.add_argument("--adv-weight", type=float, default=TrainConfig.adv_weight)
+    p.add_argument("--folds", nargs="*", help="only these folds, e.g. 11+14 (quick experiments; no export)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        mode=args.mode, epochs=args.epochs, width=args.width, mix_prob=args.mix_prob, pool=args.pool,
+        adv_weight=args.adv_weight, seed=args.seed
+    )
+    folds = tuple(f for f in FOLDS if not args.folds or "+".join(f) in args.folds)
+    x, spk, cats = read_emodb(args.data)
+    report, model = cross_validate(x, spk, cats, cfg, folds)
+    report["parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(json.dumps(report, indent=1))
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if args.out and folds == FOLDS:
+        export(model, args.out, report)
+        print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
