@@ -42,6 +42,8 @@ import numpy as np
 EMODB = Path("/work/shared/data/emodb/labels.csv")
 SECONDS = (1, 4)
 BLOCK = 5  # runs per variant per round; the first is a warm-up
+TORCH = "torch eager (plain)"
+LIBRARY_FAST = "library fast"  # graph of edgeser's own export.layout = "fast", when the installed edgeser has it
 LOG10_SCALE = 10.0 / float(np.log(10.0))  # 10 * log10(x) == LOG10_SCALE * ln(x)
 
 
@@ -229,7 +231,7 @@ GRAPHS: dict[str, Graph] = {
 
 
 def _variants() -> list[Variant]:
-    v = [Variant("torch eager (plain)", "plain", "torch")]
+    v = [Variant(TORCH, "plain", "torch")]
     for g in GRAPHS:
         v += [Variant(f"float {g}", g, "float"), Variant(f"int8 {g}", g)]
     for g in ("plain", "best"):
@@ -242,6 +244,8 @@ def _variants() -> list[Variant]:
             Variant(f"int8 {g}, disable_quant_qdq", g, session={"config": {"session.disable_quant_qdq": "1"}}),
         ]
     v += [
+        Variant(f"float {LIBRARY_FAST}", LIBRARY_FAST, "float"),
+        Variant(f"int8 {LIBRARY_FAST}, head float", LIBRARY_FAST, quant={"float_ops": ["frontend", "softmax", "head"]}),
         Variant("int8 best, first conv float", "best", quant={"exclude_first_conv": True}),
         Variant("int8 best, sof conv int8 (softmax float)", "best", quant={"sof_int8": True}),
         Variant("int8 best, head float", "best", quant={"float_ops": ["frontend", "softmax", "head"]}),
@@ -294,9 +298,8 @@ def _quantise_direct(src: Path, dst: Path, cal: np.ndarray, q: dict[str, Any]) -
 
 
 def _build(v: Variant, floats: dict[str, Path], tmp: Path, cal: np.ndarray) -> Path:
-    from edgeser.export.onnx import _strip, quantise
     from edgeser.export import Artefact
-    from edgeser.recipe import load_recipe
+    from edgeser.export.onnx import _strip, quantise
     from edgeser.runtime.engine import InputSpec
 
     src = floats[v.graph]
@@ -312,7 +315,7 @@ def _build(v: Variant, floats: dict[str, Path], tmp: Path, cal: np.ndarray) -> P
         src = _pre_process(src, out / "pre.onnx", cal.shape[1])
     short = q.pop("short_names", False)
     if set(q) <= {"activations", "per_channel", "float_ops"}:  # the library's path (reduce_range auto, metadata)
-        rec = load_recipe("rpi", **{f"quantise.{k}": val for k, val in q.items()})
+        rec = _recipe(**{f"quantise.{k}": val for k, val in q.items()})
         dst = quantise(Artefact("float", src, InputSpec(window_samples=cal.shape[1]), {}), out, cal, recipe=rec)[0].path
     else:
         dst = out / "model.int8.onnx"
@@ -361,10 +364,10 @@ def _short_names(path: Path) -> Path:
 
 def _export_graphs(student: Any, tmp: Path, window: int) -> tuple[dict[str, Path], dict[str, Any], dict[str, Path]]:
     from edgeser.export.onnx import export
-    from edgeser.recipe import load_recipe
     from edgeser.runtime.engine import InputSpec
 
-    rec, spec = load_recipe("rpi"), InputSpec(window_samples=window)
+    spec = InputSpec(window_samples=window)
+    rec = _recipe(**({"export.layout": "plain"} if _has_layout() else {}))  # this script builds its own views
     floats, views, fronts = {}, {}, {}
     for name, g in GRAPHS.items():
         view = student if name == "plain" else _export_view(student, g)
@@ -372,7 +375,24 @@ def _export_graphs(student: Any, tmp: Path, window: int) -> tuple[dict[str, Path
         views[name] = view
         fe = _front_end(_export_view(student, g))
         fronts[name] = _export_front(fe, tmp / f"front_{name}.onnx")
+    if _has_layout() and hasattr(student, "export_view"):  # the library's own export.layout = "fast"
+        floats[LIBRARY_FAST] = export(student, tmp / "float_library.onnx", recipe=_recipe(**{"export.layout": "fast"}),
+                                      spec=spec).path
+        views[LIBRARY_FAST] = student.export_view()
     return floats, views, fronts
+
+
+def _recipe(**overrides: Any) -> Any:
+    """The rpi recipe with float_ops pinned to frontend + softmax (the variants name their own), plus overrides."""
+    from edgeser.recipe import load_recipe
+
+    return load_recipe("rpi", **{"quantise.float_ops": ["frontend", "softmax"], **overrides})
+
+
+def _has_layout() -> bool:
+    from edgeser.recipe import ExportConfig
+
+    return "layout" in ExportConfig.__dataclass_fields__
 
 
 def _export_front(module: Any, path: Path) -> Path:
@@ -505,8 +525,6 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from edgeser.metrics import ccc
-
     torch.set_num_threads(1)
     window = 32000
     with tempfile.TemporaryDirectory() as t:
@@ -515,7 +533,7 @@ def main() -> None:
         cal, held, data_note = _data(args.audio, window)
         floats, views, fronts = _export_graphs(student, tmp, window)
         parity = _parity(student, views, held[:16])
-        variants = [v for v in _variants() if not args.only or v.name in args.only.split(";")]
+        variants = [v for v in _variants() if (not args.only or v.name in args.only.split(";")) and v.graph in floats]
         paths = {v.name: _build(v, floats, tmp, cal) for v in variants if v.precision != "torch"}
         sessions = {v.name: _session(paths[v.name], v.session) for v in variants if v.precision != "torch"}
         ref_out = _outputs(floats["plain"], {}, held)
@@ -533,21 +551,24 @@ def main() -> None:
             with torch.no_grad():
                 timings[sec] = _interleaved({**fns, **fe}, x, args.rounds * (3 if sec == 1 else 1))
         del sessions, fns, fe
-        _print(variants, timings, paths, held, ref_out, ccc, parity, student_path, data_note, args, ort)
+        header = (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+                  f"{sys.version.split()[0]}, onnxruntime {ort.__version__}, 1 thread; thread CPU time, median of "
+                  f"{args.rounds * 3 * (BLOCK - 1)} (1 s) / {args.rounds * (BLOCK - 1)} (4 s) runs in interleaved "
+                  f"blocks (10th percentile in brackets)\nstudent: {student_path}\ndata: {data_note}")
+        _print(variants, timings, paths, held, ref_out, parity, header)
         if args.profile:
             _print_profiles(floats, paths, tmp)
 
 
 def _print(variants: list[Variant], timings: dict[int, dict[str, tuple[float, float]]], paths: dict[str, Path],
-           held: np.ndarray, ref_out: np.ndarray, ccc: Any, parity: dict[str, float],
-           student_path: str, data_note: str, args: Any, ort: Any) -> None:
+           held: np.ndarray, ref_out: np.ndarray, parity: dict[str, float], header: str) -> None:
     cpu = {s: {k: v[0] for k, v in t.items()} for s, t in timings.items()}
     p10 = {s: {k: v[1] for k, v in t.items()} for s, t in timings.items()}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{sys.version.split()[0]}, onnxruntime {ort.__version__}, 1 thread; thread CPU time, median of "
-          f"{args.rounds * 3 * (BLOCK - 1)} (1 s) / {args.rounds * (BLOCK - 1)} (4 s) runs in interleaved blocks "
-          "(10th percentile in brackets)")
-    print(f"student: {student_path}\ndata: {data_note}")
+
+    def ratio(ref: str, name: str) -> str:
+        return " / ".join(f"{cpu[s][ref] / cpu[s][name]:.2f}x" for s in SECONDS) if ref in cpu[1] else ""
+
+    print(header)
     print("graph parity, max |view - torch| on 16 held-out windows: "
           + ", ".join(f"{k} {v:.1e}" for k, v in parity.items()) + "\n")
     print("| variant | 1 s ms | 4 s ms | vs float plain 1 s / 4 s | vs float of same graph 1 s / 4 s | "
@@ -555,18 +576,11 @@ def _print(variants: list[Variant], timings: dict[int, dict[str, tuple[float, fl
     print("|---|---|---|---|---|---|---|---|")
     for v in variants:
         n = v.name
-        same = f"float {v.graph}"
-        row = [n, *(f"{cpu[s][n]:.2f} ({p10[s][n]:.2f})" for s in SECONDS)]
-        row.append(" / ".join(f"{cpu[s]['float plain'] / cpu[s][n]:.2f}x" for s in SECONDS) if "float plain" in cpu[1] else "")
-        row.append(" / ".join(f"{cpu[s][same] / cpu[s][n]:.2f}x" for s in SECONDS) if same in cpu[1] else "")
-        tn = "torch eager (plain)"
-        row.append(" / ".join(f"{cpu[s][tn] / cpu[s][n]:.2f}x" for s in SECONDS) if tn in cpu[1] else "")
+        row = [n, *(f"{cpu[s][n]:.2f} ({p10[s][n]:.2f})" for s in SECONDS),
+               ratio("float plain", n), ratio(f"float {v.graph}", n), ratio(TORCH, n), "", ""]
         if n in paths:
-            out = _outputs(paths[n], v.session, held)
-            row.append(" / ".join(f"{c:.4f}" for c in ccc(out, ref_out)))
-            row.append(f"{paths[n].stat().st_size / 1024:.1f}")
-        else:
-            row += ["", ""]
+            row[-2] = " / ".join(f"{c:.4f}" for c in _ccc(_outputs(paths[n], v.session, held), ref_out))
+            row[-1] = f"{paths[n].stat().st_size / 1024:.1f}"
         print("| " + " | ".join(row) + " |")
     print("\n| front-end only (float: prenorm, STFT, mel, log, first-conv input) | 1 s ms | 4 s ms | "
           "share of float plain | share of int8 best |")
@@ -578,13 +592,20 @@ def _print(variants: list[Variant], timings: dict[int, dict[str, tuple[float, fl
         print(f"| {k} | {cpu[1][k]:.2f} | {cpu[4][k]:.2f} | {shares[0]} | {shares[1]} |")
 
 
+def _ccc(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from edgeser.metrics import ccc
+
+    return ccc(x, y)
+
+
 def _print_profiles(floats: dict[str, Path], paths: dict[str, Path], tmp: Path) -> None:
     chosen = {"float plain": floats["plain"], "int8 plain": paths.get("int8 plain"),
               "float best": floats["best"], "int8 best": paths.get("int8 best")}
     for sec in SECONDS:
         x = (np.random.default_rng(sec).standard_normal((1, 16000 * sec)) * 0.1).astype(np.float32)
         profs = {k: _profile(p, {}, x, 60, tmp) for k, p in chosen.items() if p is not None}
-        ops = sorted({op for pr in profs.values() for op in pr}, key=lambda o: -max(pr.get(o, 0) for pr in profs.values()))
+        ops = sorted({op for pr in profs.values() for op in pr},
+                     key=lambda o: -max(pr.get(o, 0) for pr in profs.values()))
         print(f"\nORT profiler, {sec} s input: per op type, sum of per-node median kernel time (ms, wall)")
         print("| op | " + " | ".join(profs) + " |\n|---|" + "---|" * len(profs))
         for op in ops:

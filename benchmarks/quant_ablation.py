@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 
 VARIANTS: list[tuple[str, dict[str, object]]] = [
-    ("body+head int8 (rpi default)", {}),
-    ("+ head kept float", {"quantise.float_ops": ["frontend", "softmax", "head"]}),
-    ("softmax quantised too", {"quantise.float_ops": ["frontend"]}),
-    ("front-end quantised too", {"quantise.float_ops": ["softmax"]}),
+    ("rpi default: conv body int8", {}),
+    ("head int8 too", {"quantise.float_ops": ["frontend", "softmax"]}),
+    ("softmax int8 too", {"quantise.float_ops": ["frontend", "head"]}),
+    ("front-end int8 too", {"quantise.float_ops": ["softmax", "head"]}),
     ("everything int8", {"quantise.float_ops": []}),
     ("int8 activations", {"quantise.activations": "int8"}),
     ("per-tensor weights", {"quantise.per_channel": False}),

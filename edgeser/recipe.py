@@ -46,6 +46,10 @@ class ExportConfig:
     """ONNX opset."""
     parity_tolerance: float = 1e-4
     """Largest allowed |exported - torch| on a fixed input before the export is rejected (exit 4)."""
+    layout: str = "plain"
+    """ONNX only: ``plain`` (the student as trained) or ``fast`` (a student with ``export_view()``, i.e.
+    Wav2Small, is exported through an exact re-parameterisation that onnxruntime runs faster in float and
+    int8: time-last, 16-channel, shifted first conv; docs/int8-speed.md)."""
     frontend: str = "model"
     """TFLite only: ``model`` (the file takes the waveform) or ``cpu-logmel`` (the runner computes the
     log-mel in numpy and the file holds the conv body and head only, so an integer accelerator runs all of it)."""
@@ -136,6 +140,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "quantise.activations": ("uint8", "int8"),
     "runtime.backend": ("onnx", "litert"),
     "export.frontend": ("model", "cpu-logmel"),
+    "export.layout": ("plain", "fast"),
 }
 _FLOAT_OPS = ("frontend", "softmax", "head")
 

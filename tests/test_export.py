@@ -74,3 +74,27 @@ def test_export_check_fails_past_tolerance(tmp_path):
     with pytest.raises(ExportCheckError, match="differs from torch") as err:
         export(_LengthDependent(), tmp_path / "m.onnx", recipe=load_recipe("rpi"), spec=SPEC)
     assert err.value.exit_code == 4
+
+
+@pytest.mark.parametrize("name", ["wav2small", "wav2small.wide"])
+def test_export_view_computes_the_same_function(name):
+    torch.manual_seed(0)
+    model = models.create_model(name).eval()
+    with torch.no_grad():
+        for m in model.modules():  # batch-norm statistics away from the identity, so folding is exercised
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        x = torch.randn(2, 23457) * 0.1  # an odd length: the frame count is odd too
+        assert torch.allclose(model.export_view()(x), model(x), atol=1e-5)
+
+
+def test_fast_layout_pads_the_int8_convs_to_16_channels(exported):
+    graph = onnx.load(str(exported.path)).graph
+    inits = {i.name: i for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv" and len(inits[n.input[1]].dims) == 4]
+    assert exported.details["layout"] == "fast"
+    assert [inits[c.input[1]].dims[0] for c in convs] == [16] * 9  # l1..l7, lin, sof
+    assert list(inits[convs[0].input[1]].dims[1:]) == [4, 3, 1]  # four shifted copies, 3x1 kernel

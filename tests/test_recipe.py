@@ -10,7 +10,8 @@ def test_rpi_recipe_defaults():
     r = load_recipe("rpi")
     assert r.target == "rpi"
     assert r.export.format == "onnx"
-    assert r.quantise.float_ops == ["frontend", "softmax"]
+    assert r.quantise.float_ops == ["frontend", "softmax", "head"]
+    assert r.export.layout == "fast"
     assert r.drift.max_ccc_drop == 0.01 and r.drift.min_ccc_vs_float == 0.98
     assert r.window_samples() == 32_000
     assert "rpi" in list_targets()

@@ -18,15 +18,27 @@ preset is edgeser's own widening of the published layout (n_fft 128, 64 mel band
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .frontend import LogmelFilterBank, Spectrogram, prenorm
 from .registry import register_model
 
-__all__ = ["Wav2SmallConfig", "Wav2Small", "wav2small", "wav2small_wide"]
+__all__ = ["Wav2SmallConfig", "Wav2Small", "Wav2SmallExportView", "wav2small", "wav2small_wide"]
+
+INT8_CHANNEL_MULTIPLE = 16
+"""Conv channels are padded to a multiple of this in the export view: onnxruntime's direct int8 conv
+kernel (MlasConvSym, x86) needs at least 16 output channels and multiples of 4 in and out; with 13 it
+falls back to im2col + GEMM, slower than the float conv (docs/int8-speed.md)."""
+FIRST_CONV_COPIES = 4
+"""Time-shifted copies of the log-mel the first conv of the export view reads (3 used, 1 with zero
+weights, so the int8 kernel sees a multiple of 4 input channels)."""
+LOG10_SCALE = 10.0 / math.log(10.0)
+"""``10 * log10(x) == LOG10_SCALE * ln(x)``: folded into the first conv of the export view."""
 
 
 @dataclass
@@ -123,6 +135,92 @@ class Wav2Small(nn.Module):
     def forward_features(self, mel: torch.Tensor) -> torch.Tensor:
         """Log-mel (B, 1, frames, n_mels) -> A/D/V: the part an int8 accelerator runs."""
         return self.adv(self.vgg7.body(mel))
+
+    def export_view(self) -> Wav2SmallExportView:
+        """The same function, laid out for fast onnxruntime inference (see :class:`Wav2SmallExportView`)."""
+        return Wav2SmallExportView(self).eval()
+
+
+def _folded_conv(block: ConvBlock, channels: int, *, first: bool) -> nn.Conv2d:
+    """A ConvBlock's conv with its batch norm folded in, padded to ``channels`` zero filters, time-last.
+
+    ``first``: the (C, 1, 3, 3) kernel becomes (P, FIRST_CONV_COPIES, 3 mel, 1), copy j of the input being
+    the log-mel shifted by j - 1 frames, with LOG10_SCALE folded in.
+    """
+    bn = block.norm
+    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    w = block.conv.weight.detach().double() * scale[:, None, None, None]  # (C, C_in, 3 time, 3 mel)
+    b = bn.bias.detach().double() - bn.running_mean.double() * scale
+    if first:
+        conv = nn.Conv2d(FIRST_CONV_COPIES, channels, (3, 1), padding=(1, 0))
+        weight = torch.zeros(channels, FIRST_CONV_COPIES, 3, 1, dtype=torch.float64)
+        weight[: w.shape[0], :3, :, 0] = w[:, 0] * LOG10_SCALE  # [o, time shift, mel]
+    else:
+        conv = nn.Conv2d(channels, channels, 3, padding=1)
+        weight = torch.zeros(channels, channels, 3, 3, dtype=torch.float64)
+        weight[: w.shape[0], : w.shape[1]] = w.transpose(2, 3)  # kernel (mel, time)
+    bias = torch.zeros(channels, dtype=torch.float64)
+    bias[: b.shape[0]] = b
+    with torch.no_grad():
+        conv.weight.copy_(weight.float())
+        conv.bias.copy_(bias.float())
+    return conv.requires_grad_(False)
+
+
+def _padded_1x1(src: nn.Conv2d, channels: int) -> nn.Conv2d:
+    conv = nn.Conv2d(channels, channels, 1)
+    weight = torch.zeros(channels, channels, 1, 1)
+    bias = torch.zeros(channels)
+    weight[: src.out_channels, : src.in_channels] = src.weight.detach()
+    bias[: src.out_channels] = src.bias.detach()
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)
+    return conv.requires_grad_(False)
+
+
+class Wav2SmallExportView(nn.Module):
+    """A Wav2Small re-parameterised for onnxruntime: the same outputs up to float rounding, faster graph.
+
+    Measured in docs/int8-speed.md (benchmarks/int8_speed.py); every change is exact:
+
+    - the log-mel is laid out (B, 1, mel, frames), so convs run along the long time axis (float NCHWc
+      kernels are ~1.4x faster on long rows) and the attention softmax is over the last axis;
+    - batch norm is folded and conv channels are padded with zero filters to a multiple of
+      INT8_CHANNEL_MULTIPLE, so the int8 convs take onnxruntime's direct kernel, not im2col + GEMM;
+    - the first conv reads FIRST_CONV_COPIES time-shifted copies of the log-mel with a 3x1 kernel over
+      mel instead of a 3x3 kernel over one channel, which int8 kernels run slowly;
+    - the 1x1 attention convs are padded too and the pooled map is sliced back to C rows;
+    - ``10 * log10`` becomes ``ln``, the factor folded into the first conv.
+    """
+
+    def __init__(self, model: Wav2Small) -> None:
+        super().__init__()
+        v = model.vgg7
+        self.channels = model.cfg.channels
+        padded = -(-self.channels // INT8_CHANNEL_MULTIPLE) * INT8_CHANNEL_MULTIPLE
+        self.spectrogram_extractor = v.spectrogram_extractor  # the frozen STFT convs, shared
+        self.register_buffer("mel_t", v.logmel_extractor.melW.detach().t().contiguous())  # (n_mels, bins)
+        self.register_buffer("amin", v.logmel_extractor.amin.detach().clone())
+        blocks = [v.l1, v.l2, v.l3, v.l4, v.l5, v.l6, v.l7]
+        self.convs = nn.ModuleList(_folded_conv(b, padded, first=i == 0) for i, b in enumerate(blocks))
+        self.maxpool = v.maxpool_A  # 3x3, stride 2, pad 1: the same in either layout
+        self.lin, self.sof = _padded_1x1(v.lin, padded), _padded_1x1(v.sof, padded)
+        self.adv = model.adv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.spectrogram_extractor(prenorm(x))  # (B, F, frames)
+        mel = torch.log(torch.maximum(torch.matmul(self.mel_t, s), self.amin))[:, None]  # (B, 1, M, frames)
+        last = FIRST_CONV_COPIES - 1
+        mel = F.pad(mel, (1, last - 1))  # frames: one before, the rest after
+        x = torch.cat([mel[..., j:j - last or None] for j in range(FIRST_CONV_COPIES)], 1)  # (B, 4, M, frames)
+        for i, conv in enumerate(self.convs):
+            x = torch.relu(conv(x))  # (B, P, M, frames)
+            if i == 2:
+                x = self.maxpool(x)  # (B, P, M/2, frames/2)
+        x = (self.lin(x) * self.sof(x).softmax(3)).sum(3)[:, : self.channels]  # (B, C, M/2 = C)
+        x = torch.cat([x, torch.bmm(x, x.transpose(1, 2))], 2)
+        return self.adv(x.flatten(1))
 
 
 @register_model
