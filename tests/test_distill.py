@@ -201,3 +201,19 @@ def test_augmentations_do_what_they_say() -> None:
     assert np.array_equal(y, targets)  # mix_prob is 0 by default
     off, _ = augment.Augmenter(augment.AugmentConfig.off()).batch([x], targets[:1], 16_000)
     assert np.array_equal(off[0], x)
+
+
+def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_clips() -> None:
+    from edgeser.audio import load
+    from edgeser.defaults import calibration_list_path, default_student_path
+
+    model = models.load(default_student_path())
+    assert model.arch == "wav2small" and models.count_parameters(model)[0] == 10_806
+    extra = json.loads(models.read_metadata(default_student_path())["extra"])
+    assert {"11", "14"}.isdisjoint(extra["val_speakers"])
+    items = list_audio(calibration_list_path())[::4]
+    x = np.stack([load(it.path)[:32_000] for it in items])
+    with torch.no_grad():
+        student = model(torch.from_numpy(x)).numpy()
+    teacher = load_teacher("default")(x)
+    assert ccc(student, teacher)[0] > 0.7  # arousal; the model card reports all three on every clip

@@ -228,3 +228,22 @@ def test_cli_label_errors(tmp_path: Path, teacher_onnx: Path) -> None:
     assert missing.exit_code == 2 and "audio source not found" in missing.output
     bad_teacher = CliRunner().invoke(app, ["label", str(tmp_path), "--teacher", str(tmp_path / "t.onnx")])
     assert bad_teacher.exit_code == 2
+
+
+def test_the_embedded_teacher_labels_the_built_in_calibration_set(tmp_path: Path) -> None:
+    from edgeser.defaults import calibration_list_path, default_teacher_path
+
+    items = list_audio(calibration_list_path())
+    assert len(items) == 124 and {it.speaker for it in items} == {"11", "14"}
+    folder = calibration_list_path().parent
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 5_000_000
+    teacher = load_teacher("default")
+    assert teacher.identity == load_teacher(default_teacher_path()).identity
+    result = label(items[::8], teacher, tmp_path / "calibration.csv", config=LabelConfig(window_seconds=2.0))
+    table = read_labels(tmp_path / "calibration.csv")
+    assert result.rows == len(table) == 16
+    assert ((table.targets >= 0) & (table.targets <= 1)).all()
+    emotions = {r["file"]: r["emotion"] for r in _rows(calibration_list_path())}
+    arousal = {emotions[f.name]: a for f, a in zip(table.files, table.targets[:, 0], strict=True)}
+    if "anger" in arousal and "sadness" in arousal:
+        assert arousal["anger"] > arousal["sadness"]

@@ -59,7 +59,7 @@ FOLDS = tuple(zip(MALE, ("08", "09", "14", "13", "16"), strict=True))
 EXPORT_FOLD = ("11", "14")
 SAMPLING_RATE = 16_000
 WINDOW_SAMPLES = 32_000
-N_FFT, HOP_LENGTH, N_MELS = 512, 160, 64
+N_FFT, HOP_LENGTH = 512, 160
 
 
 @dataclass
@@ -84,8 +84,14 @@ class TrainConfig:
     """Channels of the first conv block (doubled twice, then 1.5x)."""
     mix_prob: float = 0.3
     """Mixup probability (targets mixed alike)."""
+    noise_prob: float = 0.6
+    """Probability of additive noise (white, pink or babble at 5-30 dB SNR) on a training clip."""
     adv_weight: float = 0.0
     """Weight of an extra MSE between the posterior-weighted A/D/V and the target's A/D/V (classify mode)."""
+    n_mels: int = 64
+    """Mel bands of the log-mel input."""
+    std_pool: bool = False
+    """Also pool the standard deviation over time (mean, max and std)."""
     pool: str = "flatten"
     """``flatten``: keep the frequency axis (pitch and formant positions) and pool over time only;
     ``freq-mean``: average over frequency first (shift-invariant, loses spectral position)."""
@@ -113,7 +119,7 @@ class ReferenceTeacher(nn.Module):
         super().__init__()
         self.mode = cfg.mode
         self.spectrogram = Spectrogram(N_FFT, HOP_LENGTH)
-        self.logmel = LogmelFilterBank(sampling_rate=SAMPLING_RATE, n_fft=N_FFT, n_mels=N_MELS)
+        self.logmel = LogmelFilterBank(sampling_rate=SAMPLING_RATE, n_fft=N_FFT, n_mels=cfg.n_mels)
         self.input_norm = nn.BatchNorm2d(1)
         w = cfg.width
         self.blocks = nn.Sequential(
@@ -121,7 +127,9 @@ class ReferenceTeacher(nn.Module):
         )
         outputs = len(CATEGORIES) if cfg.mode == "classify" else 3
         self.pool = cfg.pool
-        features = 12 * w * (N_MELS // 8 if cfg.pool == "flatten" else 1)  # mean and max of the 6w channels
+        stats = 3 if cfg.std_pool else 2  # mean, max (and std) of the 6w channels over time
+        features = stats * 6 * w * (cfg.n_mels // 8 if cfg.pool == "flatten" else 1)
+        self.std_pool = cfg.std_pool
         self.head = nn.Sequential(
             nn.Dropout(cfg.dropout),
             nn.Linear(features, 64),
@@ -143,7 +151,10 @@ class ReferenceTeacher(nn.Module):
             h = h.permute(0, 1, 3, 2).flatten(1, 2)  # (B, C * bands', frames')
         else:
             h = h.mean(dim=3)  # (B, C, frames'): average over frequency
-        h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)  # (B, 2C): mean and max over time
+        pooled = [h.mean(dim=2), h.amax(dim=2)]  # mean and max over time: (B, C') each
+        if self.std_pool:
+            pooled.append(torch.sqrt(h.var(dim=2, unbiased=False) + 1e-5))  # variability (e.g. pitch range)
+        h = torch.cat(pooled, dim=1)
         return self.head(h)
 
     def to_adv(self, scores: torch.Tensor) -> torch.Tensor:
@@ -190,7 +201,7 @@ def train(x: np.ndarray, cats: list[str], cfg: TrainConfig, *, log: str = "") ->
     targets = (
         onehot if cfg.mode == "classify" else onehot @ np.array([TABLE[c] for c in CATEGORIES], np.float32)
     )
-    aug = Augmenter(AugmentConfig(mix_prob=cfg.mix_prob), seed=cfg.seed)
+    aug = Augmenter(AugmentConfig(mix_prob=cfg.mix_prob, noise_prob=cfg.noise_prob), seed=cfg.seed)
     steps = cfg.epochs * int(np.ceil(len(x) / cfg.batch_size))
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
@@ -317,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mix-prob", type=float, default=TrainConfig.mix_prob)
     p.add_argument("--pool", choices=("flatten", "freq-mean"), default=TrainConfig.pool)
     p.add_argument("--adv-weight", type=float, default=TrainConfig.adv_weight)
+    p.add_argument("--noise-prob", type=float, default=TrainConfig.noise_prob)
+    p.add_argument("--n-mels", type=int, default=TrainConfig.n_mels)
+    p.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
+    p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
+    p.add_argument("--std-pool", action="store_true")
     p.add_argument("--folds", nargs="*", help="only these folds, e.g. 11+14 (quick experiments; no export)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -324,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(
         mode=args.mode, epochs=args.epochs, width=args.width, mix_prob=args.mix_prob, pool=args.pool,
-        adv_weight=args.adv_weight, seed=args.seed
+        adv_weight=args.adv_weight, noise_prob=args.noise_prob, n_mels=args.n_mels, std_pool=args.std_pool,
+        label_smoothing=args.label_smoothing, dropout=args.dropout,
+        seed=args.seed
     )
     folds = tuple(f for f in FOLDS if not args.folds or "+".join(f) in args.folds)
     x, spk, cats = read_emodb(args.data)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Reproduce edgeser/assets/wav2small.default.safetensors with the very commands users run
+# (`edgeser label`, `edgeser distill`); see docs/model-cards/wav2small-default.md.
+#
+#   EMODB=../shared/data/emodb WORK=/work/scratch/student bash tools/train_default_student.sh
+#
+# Needs espeak-ng (apt-get install -y espeak-ng) and the reference teacher in edgeser/assets.
+# Generated audio goes to $WORK, outside the repository. EmoDB speakers 11 and 14 (the built-in
+# calibration set) are left out of everything; speakers 12 and 09 are the validation speakers.
+set -euo pipefail
+
+EMODB=${EMODB:-../shared/data/emodb}
+WORK=${WORK:-/work/scratch/student}
+EPOCHS=${EPOCHS:-16}
+WINDOWS_PER_EPOCH=${WINDOWS_PER_EPOCH:-1200}
+LOSS=${LOSS:-ccc+mse}
+
+python tools/make_augmented_copies.py --list "$EMODB/labels.csv" --exclude-speakers 11 14 --copies 3 \
+    --out "$WORK/emodb_aug" --seed 0
+python tools/make_tts_speech.py --out "$WORK/tts" --renditions 15 --seed 0
+
+edgeser label "$WORK/emodb_aug/clean.csv" "$WORK/emodb_aug/list.csv" "$WORK/tts/list.csv" \
+    --teacher default --out "$WORK/labels.csv" --workers 2 --threads 1
+
+edgeser distill --labels "$WORK/labels.csv" --student wav2small --out "$WORK/wav2small.safetensors" \
+    --val-speakers 12 --val-speakers 09 --epochs "$EPOCHS" --windows-per-epoch "$WINDOWS_PER_EPOCH" \
+    --batch-size 16 --lr 3e-3 --loss "$LOSS" --noise-prob 0.5 --min-snr-db 10 --speed-prob 0 \
+    --threads 1 --seed 0 --overwrite
+
+cp "$WORK/wav2small.safetensors" edgeser/assets/wav2small.default.safetensors
+
+# Student vs teacher on the held-out calibration speakers (11, 14).
+edgeser label edgeser/assets/calibration/calibration.csv --teacher default --out "$WORK/calibration_labels.csv"
+python tools/evaluate_student.py --labels "$WORK/calibration_labels.csv" \
+    --student edgeser/assets/wav2small.default.safetensors --categories edgeser/assets/calibration/calibration.csv
