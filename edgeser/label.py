@@ -13,7 +13,6 @@ in). Each worker's engine uses ``threads`` intra-op threads.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .audio import SAMPLING_RATE, AudioItem, load, windows
+from .bundle import sha256_file
 from .errors import InputError, OutputError
 from .metrics import DIMENSIONS
 
@@ -100,11 +100,7 @@ class LabelResult:
 
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(Path(path))
 
 
 def default_cache_path(out: Path) -> Path:
