@@ -61,6 +61,7 @@ class DriftResult:
             "windows": int(len(self.teacher)),
             "rows": [{**r.__dict__, "drop": r.drop} for r in self.rows],
             "passed": self.passed,
+            "failing_variants": sorted({r.variant for r in self.rows if not r.passed}),
         }
 
 

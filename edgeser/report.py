@@ -120,11 +120,14 @@ def _kb(n: int | None) -> str:
 def write_report(path: Path, facts: BuildFacts, drift: DriftResult, plots: list[Path]) -> Path:
     """Write ``report.md`` (relative links to the plots next to it)."""
     b = drift.budget
-    verdict = "PASSED" if drift.passed else "FAILED"
+    verdict = "PASSED" if drift.variant_passed(facts.shipped) else "FAILED"
     out = [f"# edgeser build report: {facts.target}", "",
-           f"**Drift gate: {verdict}.** Budget per dimension: |CCC(quant, teacher) - CCC(float, teacher)| "
+           f"**Drift gate for the shipped variant `{facts.shipped}`: {verdict}.** Budget per dimension: "
+           "|CCC(quant, teacher) - CCC(float, teacher)| "
            f"<= {b.max_ccc_drop:g} and CCC(quant, float) >= {b.min_ccc_vs_float:g}, measured on "
            f"{len(drift.teacher)} held-out windows disjoint from calibration.", ""]
+    if drift.variant_passed(facts.shipped) and not drift.passed:
+        out.append(f"The shipped variant `{facts.shipped}` passes; variants that are not shipped failed:")
     for r in drift.failures():
         out.append(f"- failing: **{r.variant} / {r.dimension}**: {'; '.join(r.reasons)}".replace("|", "\\|"))
     out += ["", "## Inputs", "",

@@ -48,7 +48,8 @@ def test_sound_quantisation_passes_and_bundle_is_complete(built):
     assert len(rows) == 3 and all(r["ccc_quant_float"] >= 0.98 for r in rows)
     assert verify(out.parent / "bundle.tar.gz")["files"] == manifest["files"]
     report = (out / "report.md").read_text()
-    assert "Drift gate: PASSED" in report and "| int8 | arousal |" in report and "Op census" in report
+    assert "Drift gate for the shipped variant `int8`: PASSED" in report
+    assert "| int8 | arousal |" in report and "Op census" in report
     assert manifest["sizes"]["int8"] < 60 * 1024
 
 
@@ -80,7 +81,7 @@ def test_broken_quantisation_exits_3_with_report_and_no_bundle(tmp_path, student
     assert result.exit_code == 3, result.output
     assert "drift gate failed" in result.output
     report = (out / "report.md").read_text()
-    assert "Drift gate: FAILED" in report and "failing: **int8 /" in report
+    assert "Drift gate for the shipped variant `int8`: FAILED" in report and "failing: **int8 /" in report
     assert not (out / "model.onnx").exists() and not (out / "manifest.json").exists()
     assert not (tmp_path / "bundle.tar.gz").exists()
 
