@@ -21,21 +21,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from train_reference_teacher import TABLE as NRC_VAD  # noqa: E402  (the teacher's targets, one table)
 
 from edgeser.audio import SAMPLING_RATE
 from edgeser.distill import load_windows
 from edgeser.label import read_labels
 from edgeser.metrics import DIMENSIONS, ccc
-
-NRC_VAD = {  # the reference teacher's targets (tools/train_reference_teacher.py), (A, D, V)
-    "anger": (0.865, 0.657, 0.167),
-    "boredom": (0.139, 0.255, 0.167),
-    "disgust": (0.775, 0.317, 0.052),
-    "fear": (0.840, 0.293, 0.073),
-    "happiness": (0.732, 0.850, 0.960),
-    "neutral": (0.184, 0.357, 0.469),
-    "sadness": (0.288, 0.164, 0.052),
-}
 
 
 def predict(student: Path, windows: np.ndarray) -> np.ndarray:
