@@ -39,6 +39,7 @@ COLUMNS = ("file", "speaker", "window", "start_s", "duration_s", *DIMENSIONS, "s
 """Columns of a labels CSV, in order."""
 REQUIRED_COLUMNS = ("file", "start_s", "duration_s", *DIMENSIONS)
 """Columns a labels CSV must have for distillation."""
+PARALLEL = ("process", "thread")
 FILES_PER_TASK = 8
 """Files handed to a worker at a time (their windows are batched together)."""
 CACHE_SUFFIX = ".cache.sqlite"
@@ -57,7 +58,11 @@ class LabelConfig:
     batch_size: int = 16
     """Windows per teacher call."""
     workers: int = 1
-    """Parallel workers (processes for a teacher path, threads for a loaded teacher)."""
+    """Parallel workers: processes or threads (see ``parallel``)."""
+    parallel: str = "process"
+    """``process``: each worker process loads its own teacher (no shared state, start-up cost);
+    ``thread``: threads share one teacher (no start-up cost; the engine must release the GIL, as
+    onnxruntime and torch do). A teacher passed in already loaded always uses threads."""
     threads: int = 1
     """Intra-op threads of each worker's engine."""
     skip_errors: bool = False
@@ -76,6 +81,8 @@ class LabelConfig:
         for name in ("window_seconds", "batch_size", "workers", "threads"):
             if not getattr(self, name) > 0:
                 raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.parallel not in PARALLEL:
+            raise InputError(f"--parallel must be one of {', '.join(PARALLEL)}, got {self.parallel!r}")
         if self.hop_seconds is not None and not self.hop_seconds > 0:
             raise InputError(f"--hop-seconds must be positive, got {self.hop_seconds}")
 
@@ -373,7 +380,7 @@ def label(items: Sequence[AudioItem], teacher: Any, out: str | Path, *, config: 
     out = Path(out)
     result = LabelResult(out=out)
     spec = None if hasattr(teacher, "identity") else str(teacher)
-    if spec is not None and config.workers == 1:
+    if spec is not None and (config.workers == 1 or config.parallel == "thread"):
         from .teachers import load_teacher
 
         teacher, spec = load_teacher(spec, output=teacher_output, threads=config.threads), None

@@ -247,3 +247,12 @@ def test_the_embedded_teacher_labels_the_built_in_calibration_set(tmp_path: Path
     arousal = {emotions[f.name]: a for f, a in zip(table.files, table.targets[:, 0], strict=True)}
     if "anger" in arousal and "sadness" in arousal:
         assert arousal["anger"] > arousal["sadness"]
+
+
+def test_thread_parallel_with_a_teacher_path(tmp_path: Path, items: list[AudioItem], teacher_onnx: Path) -> None:
+    label(items, str(teacher_onnx), tmp_path / "one.csv", config=HALF_SECOND)
+    threads = LabelConfig(window_seconds=0.5, batch_size=8, workers=2, parallel="thread")
+    label(items, str(teacher_onnx), tmp_path / "two.csv", config=threads, cache=tmp_path / "other.sqlite")
+    assert (tmp_path / "one.csv").read_text() == (tmp_path / "two.csv").read_text()
+    with pytest.raises(InputError, match="--parallel must be one of"):
+        label(items, str(teacher_onnx), tmp_path / "x.csv", config=LabelConfig(parallel="fork"))

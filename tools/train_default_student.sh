@@ -11,8 +11,8 @@ set -euo pipefail
 
 EMODB=${EMODB:-../shared/data/emodb}
 WORK=${WORK:-/work/scratch/student}
-EPOCHS=${EPOCHS:-16}
-WINDOWS_PER_EPOCH=${WINDOWS_PER_EPOCH:-1200}
+EPOCHS=${EPOCHS:-24}
+WINDOWS_PER_EPOCH=${WINDOWS_PER_EPOCH:-1500}
 LOSS=${LOSS:-ccc+mse}
 
 python tools/make_augmented_copies.py --list "$EMODB/labels.csv" --exclude-speakers 11 14 --copies 3 \

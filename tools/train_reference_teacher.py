@@ -180,9 +180,7 @@ def _fit(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _loss(
-    model: ReferenceTeacher, scores: torch.Tensor, target: torch.Tensor, cfg: TrainConfig
-) -> torch.Tensor:
+def _loss(model: ReferenceTeacher, scores: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     if cfg.mode == "classify":  # target: (B, 7) soft category distribution
         smooth = target * (1 - cfg.label_smoothing) + cfg.label_smoothing / target.shape[1]
         loss = -(smooth * torch.log_softmax(scores, dim=1)).sum(dim=1).mean()
@@ -198,9 +196,7 @@ def train(x: np.ndarray, cats: list[str], cfg: TrainConfig, *, log: str = "") ->
     rng = np.random.default_rng(cfg.seed)
     model = ReferenceTeacher(cfg)
     onehot = np.eye(len(CATEGORIES), dtype=np.float32)[[CATEGORIES.index(c) for c in cats]]
-    targets = (
-        onehot if cfg.mode == "classify" else onehot @ np.array([TABLE[c] for c in CATEGORIES], np.float32)
-    )
+    targets = onehot if cfg.mode == "classify" else onehot @ np.array([TABLE[c] for c in CATEGORIES], np.float32)
     aug = Augmenter(AugmentConfig(mix_prob=cfg.mix_prob, noise_prob=cfg.noise_prob), seed=cfg.seed)
     steps = cfg.epochs * int(np.ceil(len(x) / cfg.batch_size))
     opt = torch.optim.AdamW(
@@ -220,7 +216,7 @@ def train(x: np.ndarray, cats: list[str], cfg: TrainConfig, *, log: str = "") ->
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if (epoch + 1) % 10 == 0 or epoch == 0:
             print(
                 f"{log} epoch {epoch + 1}/{cfg.epochs} loss {total / len(x):.4f} ({time.time() - t0:.0f} s)",
@@ -232,10 +228,7 @@ def train(x: np.ndarray, cats: list[str], cfg: TrainConfig, *, log: str = "") ->
 @torch.no_grad()
 def predict_scores(model: ReferenceTeacher, x: np.ndarray, batch: int = 64) -> np.ndarray:
     """Category logits (or raw regression outputs) for clips ``x``."""
-    out = [
-        model.scores(model.features(torch.from_numpy(x[i : i + batch]))).numpy()
-        for i in range(0, len(x), batch)
-    ]
+    out = [model.scores(model.features(torch.from_numpy(x[i : i + batch]))).numpy() for i in range(0, len(x), batch)]
     return np.concatenate(out)
 
 
@@ -257,29 +250,43 @@ def fit_temperature(scores: np.ndarray, cats: list[str]) -> float:
     return best[1]
 
 
-def cross_validate(
-    x: np.ndarray, spk: list[str], cats: list[str], cfg: TrainConfig, folds: tuple[tuple[str, str], ...] = FOLDS
-) -> tuple[dict[str, object], ReferenceTeacher]:
-    """Leave-two-speakers-out CV; returns the scores and the export fold's model (else the last one)."""
+def run_folds(
+    x: np.ndarray, spk: list[str], cats: list[str], cfg: TrainConfig, folds: tuple[tuple[str, str], ...]
+) -> tuple[np.ndarray, np.ndarray, dict[str, torch.Tensor] | None]:
+    """Train one model per held-out pair; returns out-of-fold scores, which rows were held out, and the
+    state of the export fold's model (None when that fold was not run)."""
     spk_a = np.array(spk)
     oof = np.zeros((len(x), len(CATEGORIES) if cfg.mode == "classify" else 3), np.float32)
-    seen = np.isin(spk_a, [s for f in folds for s in f])
-    model = export_model = None
+    state = None
     for fold in folds:
         test = np.isin(spk_a, fold)
-        train_cats = [c for c, t in zip(cats, test, strict=True) if not t]
-        model = train(x[~test], train_cats, cfg, log=f"fold {fold}")
+        model = train(x[~test], [c for c, t in zip(cats, test, strict=True) if not t], cfg, log=f"fold {fold}")
         oof[test] = predict_scores(model, x[test])
-        export_model = model if fold == EXPORT_FOLD else export_model
-    export_model = export_model or model
-    assert export_model is not None
-    truth = np.array([TABLE[c] for c in cats], np.float32)
+        state = model.state_dict() if fold == EXPORT_FOLD else state
+    return oof, np.isin(spk_a, [s for f in folds for s in f]), state
+
+
+def score(
+    oof: np.ndarray,
+    seen: np.ndarray,
+    spk: list[str],
+    cats: list[str],
+    cfg: TrainConfig,
+    folds: tuple[tuple[str, str], ...],
+    model: ReferenceTeacher,
+) -> dict[str, object]:
+    """CCC per dimension against the category targets, pooled and per fold, at T = 1 and calibrated;
+    sets the model's temperature to the one fitted on the out-of-fold logits."""
+    spk_a, truth = np.array(spk), np.array([TABLE[c] for c in cats], np.float32)
     seen_cats = [c for c, s in zip(cats, seen, strict=True) if s]
     temperature = fit_temperature(oof[seen], seen_cats) if cfg.mode == "classify" else 1.0
-    report: dict[str, object] = {"config": asdict(cfg), "folds": ["+".join(f) for f in folds],
-                                 "temperature": temperature}
+    report: dict[str, object] = {
+        "config": asdict(cfg),
+        "folds": ["+".join(f) for f in folds],
+        "temperature": temperature,
+    }
     for name, t in (("t1", 1.0), ("calibrated", temperature)):
-        adv = to_adv(export_model, oof, t)
+        adv = to_adv(model, oof, t)
         per_fold = np.array([ccc(adv[np.isin(spk_a, f)], truth[np.isin(spk_a, f)]) for f in folds])
         report[name] = {
             "pooled_ccc": ccc(adv[seen], truth[seen]).round(4).tolist(),
@@ -290,8 +297,37 @@ def cross_validate(
         pred, y = oof[seen].argmax(1), np.array([CATEGORIES.index(c) for c in seen_cats])
         recalls = [float(np.mean(pred[y == k] == k)) for k in range(len(CATEGORIES)) if (y == k).any()]
         report["unweighted_accuracy"] = round(float(np.mean(recalls)), 4)
-    export_model.temperature.fill_(temperature)
-    return report, export_model
+        report["recall"] = dict(zip(CATEGORIES, [round(r, 4) for r in recalls], strict=True))
+    model.temperature.fill_(temperature)
+    return report
+
+
+def save_part(
+    folder: Path, oof: np.ndarray, seen: np.ndarray, state: dict[str, torch.Tensor] | None, cfg: TrainConfig
+) -> None:
+    """Keep one process's share of the folds, to merge with :func:`load_parts`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "oof.npz", oof=oof, seen=seen)
+    (folder / "config.json").write_text(json.dumps(asdict(cfg)), encoding="utf-8")
+    if state is not None:
+        torch.save(state, folder / "export_model.pt")
+
+
+def load_parts(folders: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[str, torch.Tensor] | None, TrainConfig]:
+    """Merge the folds that several processes ran (same configuration, disjoint folds)."""
+    oof, seen, state, cfg = None, None, None, None
+    for folder in folders:
+        part = np.load(folder / "oof.npz")
+        part_cfg = TrainConfig(**json.loads((folder / "config.json").read_text(encoding="utf-8")))
+        if cfg is not None and part_cfg != cfg:
+            raise SystemExit(f"{folder}: trained with another configuration")
+        cfg = part_cfg
+        oof = part["oof"] if oof is None else np.where(part["seen"][:, None], part["oof"], oof)
+        seen = part["seen"] if seen is None else seen | part["seen"]
+        if (folder / "export_model.pt").is_file():
+            state = torch.load(folder / "export_model.pt", weights_only=True)
+    assert oof is not None and seen is not None and cfg is not None
+    return oof, seen, state, cfg
 
 
 def export(model: ReferenceTeacher, out: Path, report: dict[str, object]) -> None:
@@ -334,25 +370,45 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dropout", type=float, default=TrainConfig.dropout)
     p.add_argument("--std-pool", action="store_true")
     p.add_argument("--folds", nargs="*", help="only these folds, e.g. 11+14 (quick experiments; no export)")
+    p.add_argument("--part-out", type=Path, help="save this process's folds here (to --merge later)")
+    p.add_argument("--merge", type=Path, nargs="*", help="merge --part-out folders instead of training")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(
-        mode=args.mode, epochs=args.epochs, width=args.width, mix_prob=args.mix_prob, pool=args.pool,
-        adv_weight=args.adv_weight, noise_prob=args.noise_prob, n_mels=args.n_mels, std_pool=args.std_pool,
-        label_smoothing=args.label_smoothing, dropout=args.dropout,
-        seed=args.seed
+        mode=args.mode,
+        epochs=args.epochs,
+        width=args.width,
+        mix_prob=args.mix_prob,
+        pool=args.pool,
+        adv_weight=args.adv_weight,
+        noise_prob=args.noise_prob,
+        n_mels=args.n_mels,
+        std_pool=args.std_pool,
+        label_smoothing=args.label_smoothing,
+        dropout=args.dropout,
+        seed=args.seed,
     )
-    folds = tuple(f for f in FOLDS if not args.folds or "+".join(f) in args.folds)
     x, spk, cats = read_emodb(args.data)
-    report, model = cross_validate(x, spk, cats, cfg, folds)
+    if args.merge:
+        oof, seen, state, cfg = load_parts(args.merge)
+        folds = tuple(f for f in FOLDS if np.isin(np.array(spk), f).any() and seen[np.isin(np.array(spk), f)].all())
+    else:
+        folds = tuple(f for f in FOLDS if not args.folds or "+".join(f) in args.folds)
+        oof, seen, state = run_folds(x, spk, cats, cfg, folds)
+        if args.part_out:
+            save_part(args.part_out, oof, seen, state, cfg)
+    model = ReferenceTeacher(cfg)
+    if state is not None:
+        model.load_state_dict(state)
+    report = score(oof, seen, spk, cats, cfg, folds, model.eval())
     report["parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(json.dumps(report, indent=1))
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    if args.out and folds == FOLDS:
+    if args.out and folds == FOLDS and state is not None:
         export(model, args.out, report)
         print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     return 0

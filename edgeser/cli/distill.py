@@ -45,8 +45,10 @@ def label(
         float | None, typer.Option(help="Hop between windows (default: the window).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per teacher call.")] = 16,
-    workers: Annotated[int, typer.Option(help="Parallel worker processes, each with its own teacher.")] = 1,
+    workers: Annotated[int, typer.Option(help="Parallel workers (see --parallel).")] = 1,
     threads: Annotated[int, typer.Option(help="Intra-op threads per worker.")] = 1,
+    parallel: Annotated[str, typer.Option(help="Workers as 'process' (one teacher each) or 'thread' (one "
+                                          "shared teacher).")] = "process",
     cache: Annotated[Path | None, typer.Option(help="Label cache (default: <out>.cache.sqlite).")] = None,
     skip_errors: Annotated[
         bool, typer.Option("--skip-errors", help="Skip unreadable audio instead of stopping.")
@@ -62,6 +64,7 @@ def label(
         batch_size=batch_size,
         workers=workers,
         threads=threads,
+        parallel=parallel,
         skip_errors=skip_errors,
     )
     items = _items(audio)
