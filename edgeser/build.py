@@ -137,7 +137,7 @@ def _manifest(recipe: Recipe, shipped: Artefact, facts: BuildFacts, drift: Drift
         "target": recipe.target,
         "recipe": recipe.to_dict(),
         "model": {"file": f"model{shipped.path.suffix}", "variant": shipped.name,
-                  "sha256": sha256_file(shipped.path), "bytes": shipped.path.stat().st_size},
+                  "sha256": facts.artefacts[shipped.name]["sha256"], "bytes": facts.artefacts[shipped.name]["bytes"]},
         "runtime": {"backend": recipe.runtime.backend, "threads": recipe.runtime.threads,
                     "python": recipe.bundle.python},
         "input": shipped.spec.to_dict(),

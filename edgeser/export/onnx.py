@@ -14,7 +14,6 @@ import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +318,3 @@ def op_census(path: Path) -> list[dict[str, Any]]:
     ops = sorted({op for op, _ in counts})
     return [{"op": op, "int8": counts[(op, "int8")], "float": counts[(op, "float")]} for op in ops]
 
-
-def census_of(paths: Iterable[Path]) -> dict[str, list[dict[str, Any]]]:
-    return {p.name: op_census(p) for p in paths}
