@@ -1,8 +1,8 @@
 """What int8 TFLite needs to keep a Wav2Small's output: the measurements behind the android/coral recipes.
 
-1. coral (full int8, log-mel on the CPU): the student converted as trained vs. with a last-axis SOFTMAX
-   op, each calibrated with ai-edge-quantizer's default range rule (moving average of per-window
-   extremes) and with edgeser's (min/max over all windows);
+1. coral (full int8, log-mel on the CPU): the student converted with divide-once pooling (edgeser), as
+   trained, or with a last-axis SOFTMAX op, each calibrated with ai-edge-quantizer's default range rule
+   (moving average of per-window extremes) and with edgeser's (min/max over all windows);
 2. android static int8: which parts stay float (none, softmax, frontend, frontend + softmax, + head).
 
 CCC(int8, float) per dimension on held-out speakers; a variant that fails is shown with its error.
@@ -75,7 +75,9 @@ def coral(model: Any, cal: np.ndarray, ev: np.ndarray, tmp: Path) -> None:
     print("|---|---|---|---|")
     recipe = load_recipe("coral", **{"quantise.require_int8": False})
     default_export, edgeser_rule = tflite._exportable, tflite._extremes
-    forms = {"as trained (edgeser)": default_export, "last-axis SOFTMAX op": lambda m, f: _softmax_op_module(m)}
+    forms = {"divide-once pooling (edgeser)": default_export,
+             "as trained": lambda m, f, pooling=None: default_export(m, f, "as-trained"),
+             "last-axis SOFTMAX op": lambda m, f, pooling=None: _softmax_op_module(m)}
     rules = {"moving average (ai-edge-quantizer default)": qsv_utils.moving_average_update,
              "min/max over all windows (edgeser)": edgeser_rule}
     try:

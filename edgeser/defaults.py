@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_STUDENT",
     "DEFAULT_TEACHER",
     "CALIBRATION_LIST",
+    "CATEGORY_ADV",
     "default_student_path",
     "default_teacher_path",
     "calibration_list_path",
@@ -27,6 +28,18 @@ DEFAULT_TEACHER = "reference_teacher.onnx"
 """File name of the reference teacher (ONNX, ``waveform`` (N, T) -> ``adv`` (N, 3))."""
 CALIBRATION_LIST = Path("calibration") / "calibration.csv"
 """The built-in calibration/evaluation set: a CSV with columns file, speaker, emotion."""
+CATEGORY_ADV: dict[str, tuple[float, float, float]] = {
+    "anger": (0.865, 0.657, 0.167),
+    "boredom": (0.139, 0.255, 0.167),
+    "disgust": (0.775, 0.317, 0.052),
+    "fear": (0.840, 0.293, 0.073),
+    "happiness": (0.732, 0.850, 0.960),
+    "neutral": (0.184, 0.357, 0.469),
+    "sadness": (0.288, 0.164, 0.052),
+}
+"""The reference teacher's targets: (arousal, dominance, valence) of each EmoDB category word in the
+NRC VAD Lexicon v1.0 (S. Mohammad, "Obtaining Reliable Human Ratings of Valence, Arousal, and Dominance
+for 20,000 English Words", ACL 2018), which lists valence, arousal, dominance on 0..1."""
 
 
 def _asset(relative: str | Path, what: str) -> Path:

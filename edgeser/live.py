@@ -82,7 +82,8 @@ def _export_student(student: Path, dest: Path) -> None:
 
 
 def default_runner(*, threads: int = 1, student: Path | None = None) -> Runner:
-    """The embedded default student as an ONNX runner, exported once and cached by checkpoint hash.
+    """A student checkpoint (the embedded default when ``student`` is None) as an ONNX runner, exported
+    once and cached by checkpoint hash (``edgeser live`` and ``edgeser predict`` share the cache).
 
     Raises:
         InputError: the default student is not installed (or ``student`` is missing).

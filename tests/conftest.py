@@ -13,6 +13,12 @@ from edgeser import testing
 SR = 16_000
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep edgeser's export cache (``edgeser live`` / ``predict`` on a checkpoint) out of the user's home."""
+    monkeypatch.setenv("EDGESER_CACHE", str(tmp_path_factory.getbasetemp() / "edgeser-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tiny")

@@ -15,6 +15,7 @@ from edgeser.audio import AudioItem, list_audio
 from edgeser.cli import app
 from edgeser.errors import InputError
 from edgeser.label import COLUMNS, LabelConfig, file_sha256, label, read_labels
+from edgeser.metrics import ccc
 from edgeser.teachers import load_teacher
 
 HALF_SECOND = LabelConfig(window_seconds=0.5, batch_size=8)
@@ -256,3 +257,16 @@ def test_thread_parallel_with_a_teacher_path(tmp_path: Path, items: list[AudioIt
     assert (tmp_path / "one.csv").read_text() == (tmp_path / "two.csv").read_text()
     with pytest.raises(InputError, match="--parallel must be one of"):
         label(items, str(teacher_onnx), tmp_path / "x.csv", config=LabelConfig(parallel="fork"))
+
+
+def test_the_embedded_teacher_meets_its_model_card_on_unseen_speakers(tmp_path: Path) -> None:
+    """Speakers 11 and 14 were held out of the teacher's training: CCC against the category targets
+    (docs/model-cards/reference-teacher.md reports 0.826 / 0.876 / 0.463) stays above the issue's goals."""
+    from edgeser.defaults import CATEGORY_ADV, calibration_list_path
+
+    label(list_audio(calibration_list_path()), "default", tmp_path / "cal.csv", config=LabelConfig(window_seconds=2.0))
+    table = read_labels(tmp_path / "cal.csv")
+    emotions = {r["file"]: r["emotion"] for r in _rows(calibration_list_path())}
+    truth = np.array([CATEGORY_ADV[emotions[f.name]] for f in table.files])
+    arousal, dominance, valence = ccc(table.targets, truth)
+    assert arousal > 0.75 and dominance > 0.6 and valence > 0.4, (arousal, dominance, valence)

@@ -127,6 +127,71 @@ def test_coral_is_full_integer_with_int8_io(built, held_out):
     assert np.isfinite(q).all() and min(ccc(q, fl)) > 0.9
 
 
+def test_divide_once_pooling_is_the_students_function(student):
+    """The module converted for a Wav2Small divides the pooled map once; it must compute the student's function."""
+    from edgeser.export.tflite import _exportable
+
+    model = models.load(student).eval()
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, WINDOW)).astype(np.float32) * 0.1)
+    with torch.no_grad():
+        want = model(x)
+        torch.testing.assert_close(_exportable(model, "model")(x), want, atol=1e-5, rtol=0)
+        mel = model.vgg7.features(x)
+        torch.testing.assert_close(_exportable(model, "cpu-logmel")(mel), want, atol=1e-5, rtol=0)
+        torch.testing.assert_close(_exportable(model, "cpu-logmel", "as-trained")(mel), want, atol=1e-5, rtol=0)
+    assert set(model.state_dict()) == {k.removeprefix("student.") for k in _exportable(model, "model").state_dict()}
+
+
+@pytest.mark.slow
+def test_coral_pools_divide_once_with_one_small_div(built, student, held_out):
+    """One int8 DIV, of the pooled (C x C) map: no per-frame DIV whose tiny quotients the int8 kernel saturates."""
+    from edgeser.export import tflite_graph
+
+    art, (int8,) = built["coral"]
+    assert art.details["pooling"] == "divide-once"
+    divs = [r for r in int8.details["audit"] if r["op"] == "DIV"]
+    assert len(divs) == 1 and divs[0]["part"] == "softmax", divs
+    c = models.load(student).cfg.channels
+    assert divs[0]["inputs"] == divs[0]["outputs"] * 2 == [f"INT8[1, {c}, {c}]"] * 2, divs  # not per frame
+    assert int8.details["reciprocal_softmax"] == 0 and tflite_graph.div_hazards(tflite_graph.read(int8.path)) == []
+    assert len(int8.details["output_bias_correction"]) == 3  # the calibration's mean int8 - float error, removed
+    fl = open_model(art.path).predict(held_out)
+    assert min(ccc(open_model(int8.path).predict(held_out), fl)) > 0.98
+
+
+@pytest.mark.slow
+def test_as_trained_softmax_is_rewritten_for_int8(student, monkeypatch, tmp_path, corpus):
+    """As trained, the int8 softmax DIV(exp, sum) saturates small weights (LiteRT's kernel); the rewrite avoids it."""
+    tflite = _tflite()
+    from edgeser.export import tflite_graph
+
+    recipe = _small("coral")
+    art = tflite.export(models.load(student), tmp_path / "model.float.tflite", recipe=recipe, spec=SPEC,
+                        pooling="as-trained")
+    assert art.details["pooling"] == "as-trained"
+    (int8,) = tflite.quantise(art, tmp_path, _windows(corpus)[::2], recipe=recipe)
+    assert int8.details["reciprocal_softmax"] == 1 and int8.details["dropped_identity_maximum"] == 1
+    assert tflite_graph.div_hazards(tflite_graph.read(int8.path)) == []
+    assert "MAXIMUM" not in {r["op"] for r in int8.details["audit"]}
+    monkeypatch.setattr(tflite_graph, "reciprocal_softmax", lambda model, op_parts: op_parts)
+    with pytest.raises(ExportCheckError, match="can saturate"):
+        tflite.quantise(art, tmp_path, _windows(corpus)[::2], recipe=recipe)
+
+
+@pytest.mark.slow
+def test_coral_int8_runs_on_silence_with_peaked_attention(student, corpus, tmp_path):
+    """A max below its calibrated range must not zero every softmax weight (the int8 DIV then divides by 0)."""
+    tflite = _tflite()
+    model = models.load(student).eval()
+    with torch.no_grad():  # sharper attention than the tiny fit: silence pushes the logits below calibration
+        model.vgg7.sof.weight.mul_(4.0)
+        model.vgg7.sof.bias.mul_(4.0)
+    recipe = _small("coral")
+    art = tflite.export(model, tmp_path / "model.float.tflite", recipe=recipe, spec=SPEC)
+    (int8,) = tflite.quantise(art, tmp_path, _windows(corpus)[::2], recipe=recipe)
+    assert np.isfinite(open_model(int8.path)(np.zeros(WINDOW, dtype=np.float32))).all()
+
+
 @pytest.mark.slow
 def test_coral_cpu_frontend_plus_body_matches_the_whole_torch_model(built, student, held_out):
     art, _ = built["coral"]

@@ -21,9 +21,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from train_reference_teacher import TABLE as NRC_VAD  # noqa: E402  (the teacher's targets, one table)
 
 from edgeser.audio import SAMPLING_RATE
+from edgeser.defaults import CATEGORY_ADV as NRC_VAD
 from edgeser.distill import load_windows
 from edgeser.label import read_labels
 from edgeser.metrics import DIMENSIONS, ccc

@@ -37,21 +37,13 @@ from torch import nn  # noqa: TID253
 
 from edgeser.audio import load
 from edgeser.augment import AugmentConfig, Augmenter, spec_mask
+from edgeser.defaults import CATEGORY_ADV
 from edgeser.metrics import ccc
 from edgeser.models.frontend import LogmelFilterBank, Spectrogram, prenorm
 
 CATEGORIES = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness")
-# NRC VAD Lexicon v1.0 (Mohammad 2018, ACL), scores of the category words, reordered to
-# (arousal, dominance, valence). The lexicon lists valence, arousal, dominance in 0..1.
-TABLE = {
-    "anger": (0.865, 0.657, 0.167),
-    "boredom": (0.139, 0.255, 0.167),
-    "disgust": (0.775, 0.317, 0.052),
-    "fear": (0.840, 0.293, 0.073),
-    "happiness": (0.732, 0.850, 0.960),
-    "neutral": (0.184, 0.357, 0.469),
-    "sadness": (0.288, 0.164, 0.052),
-}
+TABLE = CATEGORY_ADV
+"""NRC VAD Lexicon v1.0 (Mohammad 2018) scores of the category words as (arousal, dominance, valence)."""
 MALE = ("03", "10", "11", "12", "15")
 FEMALE = ("08", "09", "13", "14", "16")
 FOLDS = tuple(zip(MALE, ("08", "09", "14", "13", "16"), strict=True))

@@ -17,26 +17,16 @@ CSV_COLUMNS = ("file", "window", "start_s", "arousal", "dominance", "valence")
 CSV_HELP = "Write file, window, start_s, arousal, dominance, valence (a row per window plus a 'mean' row per file)."
 
 
-def _open(model: Path, threads: int, tmp: Path) -> Any:
-    """A Runner for a bundle, an .onnx/.tflite file, or a student .safetensors (exported to ONNX on the fly)."""
-    from ..runtime.engine import open_model
+def _open(model: Path, threads: int) -> Any:
+    """A Runner for a bundle, an .onnx/.tflite file, or a student .safetensors (exported to ONNX once and
+    cached, like ``edgeser live`` does: :func:`edgeser.live.default_runner`)."""
+    from ..live import default_runner, open_runner
 
     if not model.exists():
         raise InputError("model not found", path=model)
     if model.is_file() and model.suffix == ".safetensors":
-        from .. import models
-        from ..export.onnx import export
-        from ..recipe import load_recipe
-        from ..runtime.engine import InputSpec
-
-        rec = load_recipe("rpi")
-        spec = InputSpec(window_samples=rec.window_samples())
-        art = export(models.load(model), tmp / "model.onnx", recipe=rec, spec=spec)
-        model = art.path
-    try:
-        return open_model(model, threads=threads)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        raise InputError(f"cannot open model ({exc})", path=model) from None
+        return default_runner(threads=threads, student=model)
+    return open_runner(model, threads=threads)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -67,16 +57,15 @@ def predict(
     if csv_out is not None and not csv_out.parent.is_dir():
         raise OutputError("folder for --csv does not exist", path=csv_out.parent)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="edgeser-predict-") as tmp:
-        runner = _open(model, threads, Path(tmp))
-        console.print(f"{'file':<40} {'arousal':>8} {'dominance':>9} {'valence':>8}", highlight=False)
-        for f in files:
-            pred = predict_signal(runner, load(f, sampling_rate=runner.spec.sampling_rate))
-            for i, (start, row) in enumerate(zip(pred.starts_s, pred.windows, strict=True)):
-                rows.append(_row(f, str(i), float(start), row))
-            a, d, v = pred.mean
-            rows.append(_row(f, "mean", None, pred.mean))
-            console.print(f"{str(f):<40} {a:8.3f} {d:9.3f} {v:8.3f}", highlight=False)
+    runner = _open(model, threads)
+    console.print(f"{'file':<40} {'arousal':>8} {'dominance':>9} {'valence':>8}", highlight=False)
+    for f in files:
+        pred = predict_signal(runner, load(f, sampling_rate=runner.spec.sampling_rate))
+        for i, (start, row) in enumerate(zip(pred.starts_s, pred.windows, strict=True)):
+            rows.append(_row(f, str(i), float(start), row))
+        a, d, v = pred.mean
+        rows.append(_row(f, "mean", None, pred.mean))
+        console.print(f"{str(f):<40} {a:8.3f} {d:9.3f} {v:8.3f}", highlight=False)
     if csv_out is not None:
         _write_csv(csv_out, rows)
 

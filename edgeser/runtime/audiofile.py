@@ -1,35 +1,33 @@
 """Read an audio file on the device: soundfile, mixed to mono, resampled to the model's rate.
 
-soxr resamples when installed (it is in the bundle's requirements.txt); without it a plain linear
-interpolation is used and a warning is printed once, since it is noticeably less accurate.
+soxr resamples when installed (it is in the bundle's requirements.txt); without it the numpy
+windowed-sinc resampler of :mod:`edgeser.runtime.stream` (the one live capture uses) does the work.
 """
 
 from __future__ import annotations
 
-import sys
+import math
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["read", "resample"]
 
-_warned = False
-
-
 def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Resample a mono float32 signal (soxr HQ when available, else linear interpolation)."""
-    global _warned
+    """Resample a mono float32 signal (soxr HQ when available, else :class:`~edgeser.runtime.stream.Resampler`)."""
     if rate_in == rate_out:
         return x.astype(np.float32, copy=False)
+    n_out = int(round(len(x) * rate_out / rate_in))
     try:
         import soxr
     except ImportError:
-        if not _warned:
-            print("warning: soxr not installed; resampling with linear interpolation", file=sys.stderr)
-            _warned = True
-        n_out = int(round(len(x) * rate_out / rate_in))
-        t = np.arange(n_out, dtype=np.float64) * (rate_in / rate_out)
-        return np.interp(t, np.arange(len(x)), x).astype(np.float32)
+        from .stream import RESAMPLER_TAPS_PER_SIDE, Resampler
+
+        # The streaming resampler lags by half its filter; trailing zeros flush the last outputs.
+        flush = np.zeros(RESAMPLER_TAPS_PER_SIDE * max(1, math.ceil(rate_in / rate_out)) + 2, np.float32)
+        r = Resampler(rate_in, rate_out)
+        out = np.concatenate([r(np.asarray(x, np.float32)), r(flush)])[:n_out]
+        return np.pad(out, (0, n_out - len(out))).astype(np.float32)
     return np.asarray(soxr.resample(x, rate_in, rate_out, quality="HQ"), dtype=np.float32)
 
 
