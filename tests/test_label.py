@@ -270,3 +270,11 @@ def test_the_embedded_teacher_meets_its_model_card_on_unseen_speakers(tmp_path: 
     truth = np.array([CATEGORY_ADV[emotions[f.name]] for f in table.files])
     arousal, dominance, valence = ccc(table.targets, truth)
     assert arousal > 0.75 and dominance > 0.6 and valence > 0.4, (arousal, dominance, valence)
+
+
+def test_a_teacher_that_fails_on_a_batch_names_itself_and_the_shape() -> None:
+    """The reference teacher needs 40 ms for its pitch frames: a shorter window is a clear InputError."""
+    teacher = load_teacher("default")
+    with pytest.raises(InputError, match=r"teacher failed on a batch of shape \(2, 300\)") as info:
+        teacher(np.zeros((2, 300), np.float32))
+    assert "reference_teacher.onnx" in str(info.value)

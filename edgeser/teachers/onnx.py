@@ -54,7 +54,7 @@ class OnnxTeacher:
                              path=path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4  # failures become InputErrors below; no duplicate ORT log line
         try:
             self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for invalid files
@@ -81,11 +81,16 @@ class OnnxTeacher:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if self.fixed_batch:
-            outs = [self.session.run([self.output], {self.input_name: row[None]})[0] for row in batch]
-            out = np.concatenate([np.asarray(o).reshape(1, -1) for o in outs])
-        else:
-            out = np.asarray(self.session.run([self.output], {self.input_name: batch})[0]).reshape(len(batch), -1)
+        try:
+            if self.fixed_batch:
+                outs = [self.session.run([self.output], {self.input_name: row[None]})[0] for row in batch]
+                out = np.concatenate([np.asarray(o).reshape(1, -1) for o in outs])
+            else:
+                out = np.asarray(self.session.run([self.output], {self.input_name: batch})[0]).reshape(len(batch), -1)
+        except Exception as exc:  # onnxruntime's own exception types (e.g. a window shorter than a conv kernel)
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"teacher failed on a batch of shape {batch.shape} ({message[:200]})",
+                             path=self.path) from None
         if self.order is not None:
             out = out[:, self.order]
         return check_output(out, len(batch), str(self.path))
