@@ -204,6 +204,8 @@ def test_augmentations_do_what_they_say() -> None:
 
 
 def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_clips() -> None:
+    """Speakers 11 and 14 were held out of the student's training and validation: its model card reports
+    CCC(student, teacher) 0.934 / 0.902 / 0.618 on all 124 clips; a replaced asset must not fall far below."""
     from edgeser.audio import load
     from edgeser.defaults import calibration_list_path, default_student_path
 
@@ -211,9 +213,9 @@ def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_cl
     assert model.arch == "wav2small" and models.count_parameters(model)[0] == 10_806
     extra = json.loads(models.read_metadata(default_student_path())["extra"])
     assert {"11", "14"}.isdisjoint(extra["val_speakers"])
-    items = list_audio(calibration_list_path())[::4]
+    items = list_audio(calibration_list_path())
     x = np.stack([load(it.path)[:32_000] for it in items])
     with torch.no_grad():
-        student = model(torch.from_numpy(x)).numpy()
-    teacher = load_teacher("default")(x)
-    assert ccc(student, teacher)[0] > 0.7  # arousal; the model card reports all three on every clip
+        student = np.concatenate([model(torch.from_numpy(x[i : i + 32])).numpy() for i in range(0, len(x), 32)])
+    arousal, dominance, valence = ccc(student, load_teacher("default")(x))
+    assert arousal > 0.9 and dominance > 0.85 and valence > 0.55, (arousal, dominance, valence)
