@@ -40,7 +40,7 @@ from train_reference_teacher import (  # noqa: E402
     FOLDS,
     SAMPLING_RATE,
     TABLE,
-    WINDOW_SAMPLES,
+    export,
     fit_temperature,
     read_emodb,
 )
@@ -334,29 +334,6 @@ def report(oof: np.ndarray, spk: list[str], cats: list[str], cfg: FitConfig) -> 
     }
 
 
-def export(model: FunctionalsTeacher, out: Path, cv: dict[str, object]) -> None:
-    """Export to ONNX (input ``waveform`` (N, T), output ``adv`` (N, 3)) with the parity check."""
-    from edgeser.export.onnx import export as export_onnx
-    from edgeser.export.onnx import set_metadata
-    from edgeser.recipe import load_recipe
-    from edgeser.runtime.engine import InputSpec
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    spec = InputSpec(window_samples=WINDOW_SAMPLES)
-    export_onnx(model, tmp, recipe=load_recipe("rpi"), spec=spec)
-    set_metadata(
-        tmp,
-        spec,
-        {
-            "model": "edgeser reference teacher (functionals + logistic regression)",
-            "targets": "NRC VAD Lexicon v1.0 category words",
-            "cross_validation": json.dumps(cv),
-        },
-    )
-    tmp.replace(out)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="EmoDB folder with labels.csv and audio/")
@@ -394,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         model = models["+".join(EXPORT_FOLD)]
         model.temperature.fill_(float(best["temperature"]))
-        export(model, args.out, best)
+        export(model, args.out, best, name="edgeser reference teacher (functionals + logistic regression)")
         print(f"wrote {args.out}")
     return 0
 

@@ -322,8 +322,9 @@ def load_parts(folders: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[str, t
     return oof, seen, state, cfg
 
 
-def export(model: ReferenceTeacher, out: Path, report: dict[str, object]) -> None:
-    """Export to ONNX (input ``waveform`` (N, T), output ``adv`` (N, 3)) with the parity check."""
+def export(model: nn.Module, out: Path, report: dict[str, object], *, name: str = "edgeser reference teacher") -> None:
+    """Export a teacher to ONNX (input ``waveform`` (N, T), output ``adv`` (N, 3)) with the parity check,
+    its cross-validation ``report`` and ``name`` in the metadata; written to a temporary name, then renamed."""
     from edgeser.export.onnx import export as export_onnx
     from edgeser.export.onnx import set_metadata
     from edgeser.recipe import load_recipe
@@ -337,7 +338,7 @@ def export(model: ReferenceTeacher, out: Path, report: dict[str, object]) -> Non
         tmp,
         spec,
         {
-            "model": "edgeser reference teacher",
+            "model": name,
             "targets": "NRC VAD Lexicon v1.0 category words",
             "cross_validation": json.dumps(report),
         },
