@@ -80,7 +80,8 @@ def _exportable(model: Any, frontend: str, pooling: str = POOLING) -> Any:
 
     if pooling not in POOLINGS:
         raise InputError(f"unknown pooling '{pooling}' (supported: {', '.join(POOLINGS)})")
-    wav2small = hasattr(model, "adv") and all(hasattr(getattr(model, "vgg7", None), n) for n in ("lin", "sof", "l7"))
+    vgg7 = getattr(model, "vgg7", None)
+    wav2small = hasattr(model, "adv") and all(hasattr(vgg7, n) for n in ("lin", "sof", "convs", "with_gram"))
     if frontend == "cpu-logmel" and not hasattr(model, "forward_features"):
         raise InputError(f"export.frontend 'cpu-logmel' needs a student with forward_features (a Wav2Small), "
                          f"got {type(model).__name__}")
@@ -121,14 +122,11 @@ def _divide_once(student: Any, *, logmel_input: bool) -> Any:
             v = self.student.vgg7
             if not logmel_input:
                 x = v.features(x)  # waveform -> (B, 1, frames, n_mels)
-            x = v.l3(v.l2(v.l1(x)))
-            x = v.maxpool_A(x)
-            x = v.l7(v.l6(v.l5(v.l4(x))))  # (B, C, frames/2, C), as Vgg7.body
+            x = v.convs(x)  # (B, C, frames/2, C)
             logits = v.sof(x)
             e = torch.exp(logits - logits.amax(2, keepdim=True))
-            x = (v.lin(x) * e).sum(2) / e.sum(2)  # (B, C, C): the pooled map, divided once
-            x = torch.cat([x, torch.bmm(x, x.transpose(1, 2))], 2)  # pooled map and its Gram matrix
-            return self.student.adv(x.flatten(1))
+            pooled = (v.lin(x) * e).sum(2) / e.sum(2)  # (B, C, C): the pooled map, divided once
+            return self.student.adv(v.with_gram(pooled))
 
     return DivideOncePooling()
 

@@ -101,15 +101,22 @@ class Vgg7(nn.Module):
         """Waveform (B, T) -> log-mel (B, 1, frames, n_mels)."""
         return self.logmel_extractor(self.spectrogram_extractor(prenorm(x)))
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-mel (B, 1, frames, n_mels) -> feature (B, 2 * C * C)."""
+    def convs(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-mel (B, 1, frames, n_mels) -> conv features (B, C, frames/2, C), before the attention pooling."""
         x = self.l3(self.l2(self.l1(x)))  # (B, C, frames, M)
         x = self.maxpool_A(x)  # (B, C, frames/2, M/2 = C)
-        x = self.l7(self.l6(self.l5(self.l4(x))))
+        return self.l7(self.l6(self.l5(self.l4(x))))
+
+    @staticmethod
+    def with_gram(pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled map (B, C, C) -> feature (B, 2 * C * C): the map and its Gram matrix."""
+        return torch.cat([pooled, torch.bmm(pooled, pooled.transpose(1, 2))], 2).flatten(1)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-mel (B, 1, frames, n_mels) -> feature (B, 2 * C * C)."""
+        x = self.convs(x)
         x = self.lin(x) * self.sof(x).softmax(2)  # attention weights over time
-        x = x.sum(2)  # (B, C, C)
-        x = torch.cat([x, torch.bmm(x, x.transpose(1, 2))], 2)  # (B, C, 2C): pooled map and its Gram matrix
-        return x.flatten(1)
+        return self.with_gram(x.sum(2))  # pooled (B, C, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.features(x))
