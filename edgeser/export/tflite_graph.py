@@ -122,6 +122,12 @@ def _consumers(graph: Any, index: int) -> list[int]:
     return [i for i, op in enumerate(graph.operators) if outs & set(op.inputs)]
 
 
+def _rewire(graph: Any, old: int, new: int) -> None:
+    """Make every op that reads tensor ``old`` read tensor ``new`` instead."""
+    for op in graph.operators:
+        op.inputs = [new if t == old else t for t in op.inputs]
+
+
 def _numel(graph: Any, tensor: int) -> int:
     shape = graph.tensors[tensor].shape
     return int(np.prod(shape)) if shape is not None and len(shape) else 1
@@ -299,8 +305,7 @@ def _fold_one(graph: Any, names: list[str], i: int, producers: dict[int, int]) -
         out.quantization = copy.deepcopy(graph.tensors[int_input].quantization)
         requantised = graph.operators[q].outputs[0]
         if requantised not in graph.outputs:
-            for reader in graph.operators:
-                reader.inputs = [op.outputs[0] if t == requantised else t for t in reader.inputs]
+            _rewire(graph, requantised, op.outputs[0])
             drop.add(q)
     else:  # EXP: the int8 kernel maps the input scale to the output scale through a lookup table
         op.outputs[0] = graph.operators[q].outputs[0]
@@ -423,8 +428,7 @@ def drop_identity_maximum(model: Any, op_parts: list[str]) -> list[str]:
         if len(which) != 1:
             continue
         source = op.inputs[1 - which[0]]
-        for other in graph.operators:
-            other.inputs = [source if t == op.outputs[0] else t for t in other.inputs]
+        _rewire(graph, op.outputs[0], source)
         keep.remove(i)
     graph.operators = [graph.operators[i] for i in keep]
     _drop_unused_tensors(model)
