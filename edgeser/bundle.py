@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, OutputError, VerifyError
+from .fileio import DIR_MODE, replacing
 from .resources import package_dir, targets_dir
 
 __all__ = ["FORMAT", "staging_dir", "assemble", "write_manifest", "archive", "verify", "sha256_file", "commit_dir"]
@@ -65,6 +66,7 @@ def staging_dir(out: Path) -> Iterator[Path]:
 def commit_dir(tmp: Path, out: Path) -> None:
     """Rename a finished staging folder to its final name."""
     try:
+        os.chmod(tmp, DIR_MODE)  # mkdtemp made it private to its owner
         os.replace(tmp, out)
     except OSError as exc:
         raise OutputError(f"cannot move the finished output into place ({exc.strerror})", path=out) from None
@@ -95,16 +97,9 @@ def archive(folder: Path, dest: Path, *, arcname: str) -> Path:
     """Write ``folder`` as a .tar.gz at ``dest`` (via a temporary file), rooted at ``arcname``."""
     if dest.exists():
         raise OutputError("archive exists already", path=dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.tmp-", dir=dest.parent)
-    os.close(fd)
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            for rel in _files(folder):
-                tar.add(folder / rel, arcname=f"{arcname}/{rel}")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(dest) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        for rel in _files(folder):
+            tar.add(folder / rel, arcname=f"{arcname}/{rel}")
     return dest
 
 

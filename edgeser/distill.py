@@ -9,6 +9,17 @@ After every epoch the student is scored against the teacher on the held-out spea
 dimension, clean audio); the best epoch (highest mean CCC) is saved at ``out``, the last one at
 ``<out stem>.last.safetensors`` with its optimiser state in ``<out stem>.state.pt``, so a run can
 resume where it stopped.
+
+Two options aim at a student that follows the teacher more closely on unseen speakers (measured in
+docs/distillation.md): ``ema`` validates and saves an exponential moving average of the weights
+instead of the last step's weights, and ``init`` starts from an earlier student checkpoint (fine-tuning
+it on new labels). ``loss_weights`` weighs arousal, dominance and valence in the loss.
+
+With ``teacher`` (the teacher that wrote the labels, checked by its identity) every augmented training
+window is labelled again by the teacher as the student sees it: a noisy, mixed or sped-up window gets the
+teacher's output for that very window instead of the clean window's label ("consistent" function
+matching, Beyer et al., CVPR 2022). It suits fast teachers such as the embedded reference teacher;
+validation still uses the labels file.
 """
 
 from __future__ import annotations
@@ -16,8 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +38,7 @@ import torch
 from .audio import SAMPLING_RATE, load
 from .augment import AugmentConfig, Augmenter
 from .errors import InputError, OutputError
+from .fileio import replacing
 from .label import LabelTable, file_sha256, read_labels
 from .metrics import DIMENSIONS, ccc
 
@@ -69,6 +79,16 @@ class DistillConfig:
     """AdamW weight decay."""
     loss: str = "ccc+mse"
     """``ccc``, ``mse`` or ``ccc+mse``."""
+    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Weights of arousal, dominance and valence in the loss (normalised to a mean of 1)."""
+    ema: float = 0.0
+    """Decay per step of an exponential moving average of the weights (0: off). When on, the average is
+    what is validated and saved (best and last); the raw weights stay in the training state."""
+    init: str | None = None
+    """A student checkpoint (.safetensors) of the same layout to start from instead of a random init."""
+    teacher: str | None = None
+    """Label every augmented training window again with this teacher (see the module docstring); it must
+    be the teacher that wrote the labels (``default``, a path, or several joined with ``+``)."""
     val_speakers: list[str] | None = None
     """Speakers held out for validation (default: about ``val_fraction`` of them, chosen by ``seed``)."""
     val_fraction: float = 0.2
@@ -93,6 +113,11 @@ class DistillConfig:
                 raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not 0 < self.val_fraction < 1:
             raise InputError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if not 0 <= self.ema < 1:
+            raise InputError(f"--ema must be in [0, 1) (a decay per step, e.g. 0.998), got {self.ema}")
+        w = self.loss_weights
+        if len(w) != len(DIMENSIONS) or min(w) < 0 or not sum(w) > 0 or not all(map(math.isfinite, w)):
+            raise InputError(f"--loss-weights needs 3 non-negative numbers (A D V), not all 0; got {list(w)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,19 +151,20 @@ def checkpoint_paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(f"{stem}.last.safetensors"), out.with_name(f"{stem}.state.pt")
 
 
-def ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - CCC, per column of (B, D) batches, averaged over the columns."""
+def ccc_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - CCC, per column of (B, D) batches, averaged over the columns (weighted by ``weights``)."""
     pm, tm = pred.mean(0), target.mean(0)
     pv, tv = pred.var(0, unbiased=False), target.var(0, unbiased=False)
     cov = ((pred - pm) * (target - tm)).mean(0)
-    return (1.0 - 2.0 * cov / (pv + tv + (pm - tm) ** 2 + 1e-8)).mean()
+    per_column = 1.0 - 2.0 * cov / (pv + tv + (pm - tm) ** 2 + 1e-8)
+    return per_column.mean() if weights is None else (per_column * weights).sum() / weights.sum()
 
 
-def _loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _loss(kind: str, pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     if kind == "ccc":
-        return ccc_loss(pred, target)
-    mse = torch.mean((pred - target) ** 2)
-    return mse if kind == "mse" else mse + ccc_loss(pred, target)
+        return ccc_loss(pred, target, weights)
+    mse = (((pred - target) ** 2).mean(0) * weights).sum() / weights.sum()
+    return mse if kind == "mse" else mse + ccc_loss(pred, target, weights)
 
 
 # --------------------------------------------------------------------------- data
@@ -234,11 +260,8 @@ def _schedule(total_steps: int) -> Any:
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-        os.close(fd)
-        torch.save(state, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with replacing(path, suffix=".pt") as tmp:
+            torch.save(state, tmp)
     except OSError as exc:
         raise OutputError(f"cannot write training state ({exc.strerror})", path=path) from None
 
@@ -248,6 +271,11 @@ class _Run:
     """Everything one training run carries between epochs."""
 
     model: Any
+    """The trained weights."""
+    teacher: Any
+    """The teacher that labels augmented windows online, or None."""
+    ema: Any
+    """Their moving average (a torch AveragedModel), or None."""
     opt: Any
     sched: Any
     aug: Augmenter
@@ -257,18 +285,55 @@ class _Run:
     best_epoch: int = 0
     start_epoch: int = 0
 
+    @property
+    def evaluated(self) -> Any:
+        """The model that is validated and saved: the moving average when there is one."""
+        return self.model if self.ema is None else self.ema.module
 
-def _new_run(config: DistillConfig, steps_per_epoch: int) -> _Run:
+
+def _init_weights(model: Any, path: Path) -> None:
+    from . import models
+
+    source = models.load(path)
+    if type(source) is not type(model):
+        raise InputError(f"--init is a {source.arch} checkpoint, the student is a {model.arch}", path=path)
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as exc:
+        raise InputError(f"--init checkpoint does not fit the student: {str(exc).splitlines()[-1].strip()}",
+                         path=path) from None
+
+
+def _online_teacher(config: DistillConfig, table: LabelTable) -> Any:
+    if not config.teacher:
+        return None
+    from .teachers import load_teacher
+
+    teacher = load_teacher(config.teacher, threads=config.threads)
+    if teacher.identity != table.teacher:
+        raise InputError(
+            f"--teacher {config.teacher} is {teacher.identity}, but the labels were made by {table.teacher}",
+            path=table.path,
+        )
+    return teacher
+
+
+def _new_run(config: DistillConfig, steps_per_epoch: int, teacher: Any = None) -> _Run:
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
     from . import models
 
     torch.manual_seed(config.seed)
     model = models.create_model(config.student, **config.student_config)
+    if config.init:
+        _init_weights(model, Path(config.init))
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+           if config.ema else None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.epochs * steps_per_epoch))
-    return _Run(
-        model, opt, sched, Augmenter(config.augment, seed=config.seed), np.random.default_rng(config.seed), []
-    )
+    aug, order = Augmenter(config.augment, seed=config.seed), np.random.default_rng(config.seed)
+    return _Run(model, teacher, ema, opt, sched, aug, order, [])
 
 
 def _resume(run: _Run, out: Path, config: DistillConfig) -> None:
@@ -283,7 +348,13 @@ def _resume(run: _Run, out: Path, config: DistillConfig) -> None:
         raise InputError(
             f"the saved run trains '{saved['student']}', not '{config.student}'", path=state_path
         )
-    run.model.load_state_dict(models.load(last).state_dict())
+    if bool(saved.get("ema")) != (run.ema is not None):
+        raise InputError("the saved run and this one differ in --ema; resume with the same setting", path=state_path)
+    if run.ema is None:
+        run.model.load_state_dict(models.load(last).state_dict())
+    else:
+        run.model.load_state_dict(state["model"])
+        run.ema.load_state_dict(state["ema"])
     run.opt.load_state_dict(state["optimizer"])
     run.sched.load_state_dict(state["scheduler"])
     run.aug.rng.bit_generator.state = json.loads(state["augment_rng"])
@@ -301,6 +372,7 @@ def _train_epoch(
     run: _Run, x: np.ndarray, y: np.ndarray, config: DistillConfig, window: int, on_step: Any
 ) -> float:
     run.model.train()
+    weights = torch.tensor(config.loss_weights, dtype=torch.float32)
     order = run.rng.permutation(len(x))[: config.windows_per_epoch or len(x)]
     total, seen = 0.0, 0
     for start in range(0, len(order), config.batch_size):
@@ -308,11 +380,18 @@ def _train_epoch(
         if len(idx) < 2:  # BatchNorm and the CCC loss need two windows
             continue
         xb, yb = run.aug.batch([x[i] for i in idx], y[idx], window)
-        loss = _loss(config.loss, run.model(torch.from_numpy(xb)), torch.from_numpy(yb))
+        if run.teacher is not None:
+            try:
+                yb = np.asarray(run.teacher(xb), dtype=np.float32)
+            except ValueError as exc:
+                raise InputError(f"the teacher failed on a training batch: {exc}") from None
+        loss = _loss(config.loss, run.model(torch.from_numpy(xb)), torch.from_numpy(yb), weights)
         run.opt.zero_grad()
         loss.backward()
         run.opt.step()
         run.sched.step()
+        if run.ema is not None:
+            run.ema.update_parameters(run.model)
         total += float(loss.detach()) * len(idx)
         seen += len(idx)
         on_step(len(idx), total / seen)
@@ -354,11 +433,13 @@ def _checkpoint(
     if mean > run.best:
         run.best, run.best_epoch = mean, epoch
         facts["best_epoch"] = epoch
-        models.save(run.model, out, extra=facts)
-    models.save(run.model, last, extra=facts)
+        models.save(run.evaluated, out, extra=facts)
+    models.save(run.evaluated, last, extra=facts)
+    averaged = {} if run.ema is None else {"model": run.model.state_dict(), "ema": run.ema.state_dict()}
     _save_state(
         state_path,
         {
+            **averaged,
             "epoch": epoch,
             "best": run.best,
             "best_epoch": run.best_epoch,
@@ -410,7 +491,7 @@ def _epochs(
             bars.update(task, advance=n, info=f"loss {avg:.4f} {before}")
 
         loss = _train_epoch(run, xt, yt, config, window, step)
-        scores = dict(zip(DIMENSIONS, map(float, ccc(_predict(run.model, xv), yv)), strict=True))
+        scores = dict(zip(DIMENSIONS, map(float, ccc(_predict(run.evaluated, xv), yv)), strict=True))
         run.history.append(
             {
                 "epoch": epoch,
@@ -461,7 +542,7 @@ def distill(
         x = load_windows(table, window, progress=bars)
         data = (x[~val_mask], table.targets[~val_mask], x[val_mask], table.targets[val_mask])
         per_epoch = min(len(data[0]), config.windows_per_epoch or len(data[0]))
-        run = _new_run(config, max(1, per_epoch // config.batch_size))
+        run = _new_run(config, max(1, per_epoch // config.batch_size), _online_teacher(config, table))
         if resume:
             _resume(run, out, config)
             if run.start_epoch >= config.epochs:

@@ -16,9 +16,7 @@ import csv
 import io
 import json
 import math
-import os
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ import numpy as np
 from .audio import SAMPLING_RATE, AudioItem, load, windows
 from .bundle import sha256_file
 from .errors import InputError, OutputError
+from .fileio import replacing
 from .metrics import DIMENSIONS
 
 __all__ = ["LabelConfig", "LabelResult", "LabelTable", "COLUMNS", "label", "read_labels", "file_sha256",
@@ -43,8 +42,6 @@ PARALLEL = ("process", "thread")
 FILES_PER_TASK = 8
 """Files handed to a worker at a time (their windows are batched together)."""
 CACHE_SUFFIX = ".cache.sqlite"
-FILE_MODE = 0o644
-"""Permissions of the written CSV (mkstemp creates files readable by their owner only)."""
 
 
 @dataclass
@@ -263,12 +260,8 @@ def _write_csv(out: Path, rows: list[list[Any]]) -> None:
     writer.writerow(COLUMNS)
     writer.writerows(rows)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=out.parent)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(buf.getvalue())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, out)
+        with replacing(out, suffix=".csv") as tmp:
+            tmp.write_text(buf.getvalue(), encoding="utf-8", newline="")
     except OSError as exc:
         raise OutputError(f"cannot write labels ({exc.strerror})", path=out) from None
 

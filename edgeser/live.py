@@ -11,13 +11,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import InputError, OutputError
+from .fileio import replacing
 from .runtime.engine import InputSpec, Runner
 from .runtime.listen import CsvLog, Source, Summary, listen
 from .runtime.stream import Reading, StreamConfig
@@ -69,16 +69,9 @@ def _export_student(student: Path, dest: Path) -> None:
     from .models import load
     from .recipe import load_recipe
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=dest.parent)
-    os.close(fd)
-    try:
-        export(load(student), Path(tmp), recipe=load_recipe(EXPORT_RECIPE),
+    with replacing(dest, suffix=".onnx") as tmp:
+        export(load(student), tmp, recipe=load_recipe(EXPORT_RECIPE),
                spec=InputSpec(window_samples=student_window_samples(student)))
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def default_runner(*, threads: int = 1, student: Path | None = None) -> Runner:

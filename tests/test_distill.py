@@ -119,6 +119,108 @@ def test_ccc_loss_matches_the_metric() -> None:
     assert float(ccc_loss(torch.from_numpy(y), torch.from_numpy(y))) == pytest.approx(0.0, abs=1e-5)
 
 
+def test_loss_weights_weigh_the_dimensions() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.random((32, 3)).astype(np.float32)
+    p = (y + rng.standard_normal((32, 3)) * np.array([0.1, 0.3, 0.6])).astype(np.float32)
+    per_dim = 1 - ccc(p, y)
+    tp, ty = torch.from_numpy(p), torch.from_numpy(y)
+    assert float(ccc_loss(tp, ty, torch.tensor([0.0, 0.0, 1.0]))) == pytest.approx(per_dim[2], abs=1e-5)
+    weighted = float(ccc_loss(tp, ty, torch.tensor([1.0, 1.0, 2.0])))
+    assert weighted == pytest.approx((per_dim[0] + per_dim[1] + 2 * per_dim[2]) / 4, abs=1e-5)
+    assert weighted > float(ccc_loss(tp, ty))  # valence is the worst column here, so weighing it up costs
+    for bad in [(0.0, 0.0, 0.0), (1.0, -1.0, 1.0), (1.0, 1.0)]:
+        with pytest.raises(InputError, match="--loss-weights"):
+            _config(loss_weights=bad).validate()
+
+
+def _interrupt(*args: object, **kwargs: object) -> float:
+    raise KeyboardInterrupt
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if k.endswith("conv.weight") or k.startswith("adv")}
+
+
+def test_ema_saves_and_resumes_the_moving_average(
+    tmp_path: Path, labels: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeser.distill as module
+
+    out = tmp_path / "ema.safetensors"
+    straight = distill(labels, tmp_path / "straight.safetensors", config=_config(epochs=2, ema=0.9))
+    real = module._train_epoch
+
+    def once(*args: object, **kwargs: object) -> float:
+        monkeypatch.setattr(module, "_train_epoch", _interrupt)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "_train_epoch", once)
+    with pytest.raises(KeyboardInterrupt):
+        distill(labels, out, config=_config(epochs=2, ema=0.9))
+    monkeypatch.setattr(module, "_train_epoch", real)
+    state = torch.load(checkpoint_paths(out)[1], weights_only=True)
+    saved = models.load(checkpoint_paths(out)[0])
+    averaged = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
+    raw = state["model"]
+    for key, value in _weights(saved).items():
+        assert torch.equal(value, averaged[key]), key  # the checkpoint is the average ...
+    assert any(not torch.allclose(v, raw[k]) for k, v in _weights(saved).items())  # ... not the raw weights
+    resumed = distill(labels, out, config=_config(epochs=2, ema=0.9), resume=True)
+    assert resumed.history[1]["val_ccc"] == pytest.approx(straight.history[1]["val_ccc"], abs=1e-4)
+    with pytest.raises(InputError, match="differ in --ema"):
+        distill(labels, out, config=_config(epochs=3), resume=True)
+    with pytest.raises(InputError, match="--ema must be"):
+        _config(ema=1.0).validate()
+
+
+def test_init_starts_from_a_checkpoint(tmp_path: Path, labels: Path) -> None:
+    first = distill(labels, tmp_path / "a.safetensors", config=_config(epochs=1)).best
+    tuned = distill(labels, tmp_path / "b.safetensors", config=_config(epochs=1, lr=1e-12, init=str(first)))
+    fresh = distill(labels, tmp_path / "c.safetensors", config=_config(epochs=1, lr=1e-12, seed=5))
+    start, after, other = (_weights(models.load(p)) for p in (first, tuned.best, fresh.best))
+    assert all(torch.allclose(start[k], after[k], atol=1e-6) for k in start)
+    assert not all(torch.allclose(start[k], other[k], atol=1e-6) for k in start)
+    wider = distill(labels, tmp_path / "w.safetensors", config=_config(epochs=1, student_config={"channels": 5})).best
+    with pytest.raises(InputError, match="w.safetensors: --init checkpoint does not fit the student"):
+        distill(labels, tmp_path / "d.safetensors", config=_config(init=str(wider)))
+    with pytest.raises(InputError, match="model file not found"):
+        distill(labels, tmp_path / "d.safetensors", config=_config(init=str(tmp_path / "none.safetensors")))
+
+
+def test_an_online_teacher_labels_the_augmented_windows(
+    tmp_path: Path, labels: Path, teacher_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgeser.distill as module
+
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    real_batch, real_loss = augment.Augmenter.batch, module._loss
+
+    def spy_batch(self: augment.Augmenter, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        xb, yb = real_batch(self, *args, **kwargs)  # type: ignore[arg-type]
+        seen.append((xb, yb, np.empty(0)))
+        return xb, yb
+
+    def spy_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        seen[-1] = (*seen[-1][:2], target.numpy().copy())
+        return real_loss(kind, pred, target, weights)
+
+    monkeypatch.setattr(augment.Augmenter, "batch", spy_batch)
+    monkeypatch.setattr(module, "_loss", spy_loss)
+    noisy = augment.AugmentConfig(noise_prob=1.0, snr_db=(0.0, 5.0), mix_prob=0.5)
+    distill(labels, tmp_path / "s.safetensors",
+            config=_config(epochs=1, windows_per_epoch=16, augment=noisy, teacher=str(teacher_onnx)))
+    teacher = load_teacher(teacher_onnx)
+    for xb, _, used in seen:
+        np.testing.assert_allclose(used, teacher(xb), atol=1e-6)  # the teacher's view of the noisy window ...
+    assert not np.allclose(seen[0][1], seen[0][2], atol=1e-3)  # ... not the clean window's label
+
+
+def test_an_online_teacher_must_be_the_one_that_labelled(tmp_path: Path, labels: Path) -> None:
+    with pytest.raises(InputError, match="but the labels were made by"):
+        distill(labels, tmp_path / "s.safetensors", config=_config(epochs=1, teacher="default"))
+
+
 def test_distill_errors(tmp_path: Path, labels: Path, corpus: Path) -> None:
     with pytest.raises(InputError, match="validation speaker"):
         distill(labels, tmp_path / "s.safetensors", config=_config(val_speakers=["nobody"]))
@@ -177,6 +279,13 @@ def test_cli_distill(tmp_path: Path, labels: Path) -> None:
     assert "best epoch 1" in ok.output and "spk3" in ok.output and out.is_file()
     exists = CliRunner().invoke(app, args)
     assert exists.exit_code == 5 and "output exists already" in exists.output
+    tuned_out = tmp_path / "tuned.safetensors"
+    tuned = CliRunner().invoke(
+        app, [*args[:3], "--out", str(tuned_out), *args[5:], "--init", str(out), "--ema", "0.9",
+              "--loss-weights", "1", "1", "2"]
+    )
+    assert tuned.exit_code == 0, tuned.output
+    assert json.loads(models.read_metadata(tuned_out)["extra"])["config"]["loss_weights"] == [1, 1, 2]
     bad = CliRunner().invoke(app, [*args[:3], "--out", str(tmp_path / "x.safetensors"), "--loss", "l1"])
     assert bad.exit_code == 2 and "unknown loss" in bad.output
 

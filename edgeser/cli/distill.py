@@ -122,6 +122,22 @@ def distill(
     batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
     loss: Annotated[str, typer.Option(help="ccc, mse or ccc+mse.")] = "ccc+mse",
+    loss_weights: Annotated[
+        tuple[float, float, float], typer.Option(help="Loss weights of arousal, dominance, valence.")
+    ] = (1.0, 1.0, 1.0),
+    ema: Annotated[
+        float,
+        typer.Option(help="Validate and save a moving average of the weights with this decay per step "
+                     "(e.g. 0.998; 0: off)."),
+    ] = 0.0,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="Label every augmented training window again with this teacher (the one that wrote "
+                     "--labels, e.g. 'default'): consistent targets for noisy and mixed windows."),
+    ] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="Start from this student checkpoint (same layout) instead of random weights.")
+    ] = None,
     val_speakers: Annotated[
         list[str] | None,
         typer.Option(
@@ -159,6 +175,10 @@ def distill(
         batch_size=batch_size,
         lr=lr,
         loss=loss,
+        loss_weights=loss_weights,
+        ema=ema,
+        init=str(init) if init else None,
+        teacher=teacher,
         val_speakers=val_speakers or None,
         window_seconds=window_seconds,
         windows_per_epoch=windows_per_epoch,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import InputError, OutputError
+from ..fileio import replacing
 from ._app import app, console, handle_errors
 
 CSV_COLUMNS = ("file", "window", "start_s", "arousal", "dominance", "valence")
@@ -31,12 +30,10 @@ def _open(model: Path, threads: int) -> Any:
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent if str(path.parent) else ".")
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+        with replacing(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write CSV ({exc.strerror})", path=path) from None
 

@@ -20,14 +20,13 @@ the decomposed softmax, which int8 turns into a clamp at the calibrated minimum.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import OutputError
+from ..fileio import replacing
 
 __all__ = ["read", "read_bytes", "write", "op_names", "parts", "tag_parts", "rename_io", "set_metadata", "audit",
            "fold_float_islands", "reciprocal_softmax", "drop_identity_maximum", "div_hazards", "shift_output_bias",
@@ -75,10 +74,8 @@ def write(model: Any, path: Path) -> None:
     data = flatbuffer_utils.convert_object_to_bytearray(model)
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        with replacing(path, suffix=".tflite") as tmp:
+            tmp.write_bytes(data)
     except OSError as exc:
         raise OutputError(f"cannot write model ({exc.strerror})", path=path) from None
 

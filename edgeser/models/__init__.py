@@ -8,12 +8,11 @@ is recognised by its key names and loaded strictly.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, OutputError
+from ..fileio import replacing
 from .registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model", "save", "load", "count_parameters", "read_metadata"]
@@ -51,11 +50,8 @@ def save(model: Any, path: str | Path, *, extra: dict[str, Any] | None = None) -
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
              if not k.endswith("num_batches_tracked")}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-        os.close(fd)
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
+        with replacing(path, suffix=".safetensors") as tmp:
+            save_file(state, str(tmp), metadata=meta)
     except OSError as exc:
         raise OutputError(f"cannot write checkpoint ({exc.strerror})", path=path) from None
     return path
