@@ -304,6 +304,20 @@ def _init_weights(model: Any, path: Path) -> None:
                          path=path) from None
 
 
+def _ema_step(decay: float) -> Any:
+    """An AveragedModel ``avg_fn``: EMA whose decay ramps up as (1 + n) / (10 + n) to ``decay``.
+
+    Without the ramp a run from random weights would average in its first, random steps for a long time
+    (0.998 ** 500 is still 0.37): validated early, such an average predicts a constant.
+    """
+
+    def step(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return averaged + (current - averaged) * (1.0 - d)
+
+    return step
+
+
 def _online_teacher(config: DistillConfig, table: LabelTable) -> Any:
     if not config.teacher:
         return None
@@ -319,7 +333,7 @@ def _online_teacher(config: DistillConfig, table: LabelTable) -> Any:
 
 
 def _new_run(config: DistillConfig, steps_per_epoch: int, teacher: Any = None) -> _Run:
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
     from . import models
 
@@ -327,8 +341,7 @@ def _new_run(config: DistillConfig, steps_per_epoch: int, teacher: Any = None) -
     model = models.create_model(config.student, **config.student_config)
     if config.init:
         _init_weights(model, Path(config.init))
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
-           if config.ema else None)
+    ema = AveragedModel(model, avg_fn=_ema_step(config.ema), use_buffers=True) if config.ema else None
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.epochs * steps_per_epoch))

@@ -174,6 +174,14 @@ def test_ema_saves_and_resumes_the_moving_average(
         _config(ema=1.0).validate()
 
 
+def test_the_moving_average_ramps_up_its_decay() -> None:
+    from edgeser.distill import _ema_step
+
+    step, avg, new = _ema_step(0.998), torch.zeros(2), torch.ones(2)
+    assert float(step(avg, new, torch.tensor(1))[0]) == pytest.approx(1 - 2 / 11)  # early: mostly the new weights
+    assert float(step(avg, new, torch.tensor(10_000))[0]) == pytest.approx(0.002)  # later: the set decay
+
+
 def test_init_starts_from_a_checkpoint(tmp_path: Path, labels: Path) -> None:
     first = distill(labels, tmp_path / "a.safetensors", config=_config(epochs=1)).best
     tuned = distill(labels, tmp_path / "b.safetensors", config=_config(epochs=1, lr=1e-12, init=str(first)))
