@@ -7,32 +7,39 @@
 # Needs espeak-ng (apt-get install -y espeak-ng) and the reference teacher in edgeser/assets.
 # Generated audio goes to $WORK, outside the repository. EmoDB speakers 11 and 14 (the built-in
 # calibration set) are left out of everything; speakers 12 and 09 are the validation speakers.
-# About 5 minutes of audio and labels, then about 55 minutes of training on the 2-core development VM.
+# About 10 minutes of audio and labels, then about __MINUTES__ minutes of training on the 2-core development VM.
 set -euo pipefail
 
 EMODB=${EMODB:-../shared/data/emodb}
 WORK=${WORK:-/work/scratch/student}
-EPOCHS=${EPOCHS:-32}
+EPOCHS=${EPOCHS:-__EPOCHS__}
 WINDOWS_PER_EPOCH=${WINDOWS_PER_EPOCH:-1500}
 LR=${LR:-3e-3}
-LOSS=${LOSS:-ccc+mse}
+CHANNELS=${CHANNELS:-__CHANNELS__}
 
-# Unlabelled audio: EmoDB (minus the calibration speakers) clean and in 3 + 6 augmented copies, and
-# espeak-ng speech in 10 languages (15 + 15 random voice/rate/pitch renditions per sentence).
+# Unlabelled audio: EmoDB (minus the calibration speakers) clean and in 3 + 6 + 8 augmented copies, and
+# espeak-ng speech in 10 languages (15 + 15 + 20 random voice/rate/pitch renditions per sentence).
 python tools/make_augmented_copies.py --list "$EMODB/labels.csv" --exclude-speakers 11 14 --copies 3 \
     --out "$WORK/emodb_aug" --seed 0
 python tools/make_tts_speech.py --out "$WORK/tts" --renditions 15 --seed 0
 python tools/make_augmented_copies.py --list "$EMODB/labels.csv" --exclude-speakers 11 14 --copies 6 \
     --out "$WORK/emodb_aug2" --seed 1
 python tools/make_tts_speech.py --out "$WORK/tts2" --renditions 15 --seed 1
+python tools/make_augmented_copies.py --list "$EMODB/labels.csv" --exclude-speakers 11 14 --copies 8 \
+    --out "$WORK/emodb_aug3" --seed 2
+python tools/make_tts_speech.py --out "$WORK/tts3" --renditions 20 --seed 2
 
 edgeser label "$WORK/emodb_aug/clean.csv" "$WORK/emodb_aug/list.csv" "$WORK/tts/list.csv" \
-    "$WORK/emodb_aug2/list.csv" "$WORK/tts2/list.csv" --teacher default --out "$WORK/labels.csv" --workers 1 --threads 1
+    "$WORK/emodb_aug2/list.csv" "$WORK/tts2/list.csv" "$WORK/emodb_aug3/list.csv" "$WORK/tts3/list.csv" \
+    --teacher default --out "$WORK/labels_huge.csv" --workers 1 --threads 1
 
-edgeser distill --labels "$WORK/labels.csv" --student wav2small --out "$WORK/wav2small.safetensors" \
+# Wav2Small with a 512-sample STFT (hop 256): harmonics are resolved, and 8x fewer frames than n_fft 64.
+# --teacher default labels every augmented window again (noise, speed, mixup), --ema averages the weights.
+edgeser distill --labels "$WORK/labels_huge.csv" --student wav2small --student-config channels="$CHANNELS" \
+    --student-config n_fft=512 --student-config hop_length=256 --out "$WORK/wav2small.safetensors" \
     --val-speakers 12 --val-speakers 09 --epochs "$EPOCHS" --windows-per-epoch "$WINDOWS_PER_EPOCH" \
-    --batch-size 16 --lr "$LR" --loss "$LOSS" --noise-prob 0.5 --min-snr-db 10 --speed-prob 0 \
-    --threads 1 --seed 0 --overwrite
+    --batch-size 16 --lr "$LR" --loss ccc+mse --ema 0.998 --teacher default \
+    --noise-prob 0.6 --min-snr-db 5 --speed-prob 0.5 --mix-prob 0.5 --threads 1 --seed 0 --overwrite
 
 cp "$WORK/wav2small.safetensors" edgeser/assets/wav2small.default.safetensors
 

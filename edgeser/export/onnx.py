@@ -128,6 +128,7 @@ def export(model: Any, out: Path, *, recipe: Recipe, spec: InputSpec) -> Artefac
             graph_model, (window,), str(out), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch", 1: "samples"}, OUTPUT_NAME: {0: "batch"}},
             opset_version=recipe.export.opset, dynamo=False,
+            do_constant_folding=getattr(graph_model, "fold_constants", True),
         )
     _inline_identities(out)
     set_metadata(out, spec)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -186,6 +187,56 @@ def _padded_1x1(src: nn.Conv2d, channels: int) -> nn.Conv2d:
     return conv.requires_grad_(False)
 
 
+class GeneratedFrontend(nn.Module):
+    """Mel power spectrogram (before the log) whose Hann-windowed DFT kernel and mel filters are computed
+    in the graph from the input instead of stored: the same function as ``Spectrogram`` followed by the
+    mel projection of ``LogmelFilterBank``.
+
+    Exported with constant folding off, the ONNX file then holds a few dozen small ops instead of a
+    2 x (n_fft/2 + 1) x n_fft DFT table and an (n_fft/2 + 1) x n_mels filter bank (together 20 KB at
+    n_fft 64, 1.1 MB at n_fft 512); onnxruntime folds them once when it loads the model. Only the
+    n_mels + 2 mel band edges are stored. Real and imaginary DFT rows run as one convolution; the phase
+    index k * n is reduced modulo n_fft before the cosine (exact in float32 up to n_fft 4096), so the
+    kernels match the stored ones to float rounding.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int, sampling_rate: int, n_mels: int) -> None:
+        super().__init__()
+        from ..runtime.frontend import mel_edges
+
+        self.n_fft, self.hop_length, self.bin_hz = n_fft, hop_length, sampling_rate / n_fft
+        self.register_buffer("edges", torch.from_numpy(mel_edges(sampling_rate, n_mels).astype(np.float32)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised waveform (B, T) -> mel power (B, n_mels, frames)."""
+        n = torch.cumsum(x.new_ones(self.n_fft), 0) - 1.0  # 0 .. n_fft - 1, derived from x: not a constant
+        bins = self.n_fft // 2 + 1
+        step = 2.0 * math.pi / self.n_fft
+        phase = torch.remainder(n[:bins, None] * n[None, :], float(self.n_fft)) * step
+        window = 0.5 - 0.5 * torch.cos(n * step)  # periodic Hann
+        kernel = torch.cat([torch.cos(phase) * window, torch.sin(phase) * window])[:, None]  # (2 bins, 1, n_fft)
+        y = F.conv1d(x[:, None], kernel, stride=self.hop_length)
+        power = y[:, :bins] ** 2 + y[:, bins:] ** 2  # (B, bins, frames)
+        e = self.edges
+        ramps = e[:, None] - (n[:bins] * self.bin_hz)[None, :]  # (n_mels + 2, bins)
+        widths = e[1:] - e[:-1]
+        lower = -ramps[:-2] / widths[:-1, None]
+        upper = ramps[2:] / widths[1:, None]
+        filters = torch.clamp(torch.minimum(lower, upper), min=0.0) * (2.0 / (e[2:] - e[:-2]))[:, None]
+        return torch.matmul(filters, power)  # (B, n_mels, frames)
+
+
+def _standard_frontend(v: Vgg7, cfg: Wav2SmallConfig) -> bool:
+    """True when a checkpoint's STFT kernels and mel filters are edgeser's (not another checkpoint's)."""
+    from ..runtime.frontend import dft_kernels, mel_filterbank
+
+    real, imag = dft_kernels(cfg.n_fft)
+    spec, mel = v.spectrogram_extractor, v.logmel_extractor.melW.detach().numpy()
+    return (all(np.allclose(conv.weight.detach().numpy()[:, 0], ref, atol=1e-6)
+                for conv, ref in ((spec.conv_real, real), (spec.conv_imag, imag)))
+            and np.allclose(mel, mel_filterbank(cfg.sampling_rate, cfg.n_fft, cfg.n_mels), atol=1e-6))
+
+
 class Wav2SmallExportView(nn.Module):
     """A Wav2Small re-parameterised for onnxruntime: the same outputs up to float rounding, faster graph.
 
@@ -198,16 +249,26 @@ class Wav2SmallExportView(nn.Module):
     - the first conv reads FIRST_CONV_COPIES time-shifted copies of the log-mel with a 3x1 kernel over
       mel instead of a 3x3 kernel over one channel, which int8 kernels run slowly;
     - the 1x1 attention convs are padded too and the pooled map is sliced back to C rows;
-    - ``10 * log10`` becomes ``ln``, the factor folded into the first conv.
+    - ``10 * log10`` becomes ``ln``, the factor folded into the first conv;
+    - the STFT kernel and mel filters are computed in the graph (:class:`GeneratedFrontend`) when the
+      checkpoint's are edgeser's, so the file does not carry them (export with constant folding off:
+      ``fold_constants``).
     """
+
+    fold_constants = False
+    """Exporters should not fold constants: that would store the generated STFT kernel in the file."""
 
     def __init__(self, model: Wav2Small) -> None:
         super().__init__()
         v = model.vgg7
         self.channels = model.cfg.channels
         padded = -(-self.channels // INT8_CHANNEL_MULTIPLE) * INT8_CHANNEL_MULTIPLE
-        self.spectrogram_extractor = v.spectrogram_extractor  # the frozen STFT convs, shared
-        self.register_buffer("mel_t", v.logmel_extractor.melW.detach().t().contiguous())  # (n_mels, bins)
+        cfg = model.cfg
+        self.generated = (GeneratedFrontend(cfg.n_fft, cfg.hop_length, cfg.sampling_rate, cfg.n_mels)
+                          if _standard_frontend(v, cfg) else None)
+        if self.generated is None:  # another checkpoint's kernels or filters: kept as stored
+            self.spectrogram_extractor = v.spectrogram_extractor
+            self.register_buffer("mel_t", v.logmel_extractor.melW.detach().t().contiguous())  # (n_mels, bins)
         self.register_buffer("amin", v.logmel_extractor.amin.detach().clone())
         blocks = [v.l1, v.l2, v.l3, v.l4, v.l5, v.l6, v.l7]
         self.convs = nn.ModuleList(_folded_conv(b, padded, first=i == 0) for i, b in enumerate(blocks))
@@ -216,8 +277,10 @@ class Wav2SmallExportView(nn.Module):
         self.adv = model.adv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.spectrogram_extractor(prenorm(x))  # (B, F, frames)
-        mel = torch.log(torch.maximum(torch.matmul(self.mel_t, s), self.amin))[:, None]  # (B, 1, M, frames)
+        x = prenorm(x)
+        power = (self.generated(x) if self.generated is not None
+                 else torch.matmul(self.mel_t, self.spectrogram_extractor(x)))  # (B, M, frames)
+        mel = torch.log(torch.maximum(power, self.amin))[:, None]  # (B, 1, M, frames)
         last = FIRST_CONV_COPIES - 1
         mel = F.pad(mel, (1, last - 1))  # frames: one before, the rest after
         x = torch.cat([mel[..., j:j - last or None] for j in range(FIRST_CONV_COPIES)], 1)  # (B, 4, M, frames)

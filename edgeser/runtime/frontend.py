@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NORM_EPS", "LOG_FLOOR", "hann", "dft_kernels", "mel_filterbank", "logmel"]
+__all__ = ["NORM_EPS", "LOG_FLOOR", "hann", "dft_kernels", "mel_edges", "mel_filterbank", "logmel"]
 
 NORM_EPS = 1e-7
 """Variance floor of the per-utterance normalisation."""
@@ -46,6 +46,11 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
+def mel_edges(sampling_rate: int, n_mels: int) -> np.ndarray:
+    """The n_mels + 2 band edges in Hz (float64), equally spaced on the Slaney mel scale from 0 to Nyquist."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sampling_rate / 2.0), n_mels + 2))
+
+
 def mel_filterbank(sampling_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     """Slaney-scale, Slaney-normalised triangular mel filters from 0 Hz to Nyquist.
 
@@ -53,7 +58,7 @@ def mel_filterbank(sampling_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
         float32 (n_fft // 2 + 1, n_mels), to right-multiply a (frames, bins) power spectrogram.
     """
     bins = np.linspace(0.0, sampling_rate / 2.0, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sampling_rate / 2.0), n_mels + 2))
+    edges = mel_edges(sampling_rate, n_mels)
     widths = np.diff(edges)
     ramps = edges[:, None] - bins[None, :]
     weights = np.zeros((n_mels, bins.size))
