@@ -77,6 +77,38 @@ def test_save_load_round_trip_keeps_config_and_extra(tmp_path):
         assert torch.allclose(back(x), m(x))
 
 
+def test_checkpoints_leave_out_what_the_config_rebuilds(tmp_path):
+    """A 512-point STFT's kernels are 1 MB of a 1.1 MB checkpoint: they, and the mel bank, are rebuilt on load."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    m = models.create_model("wav2small", n_fft=512, hop_length=256).eval()
+    path = models.save(m, tmp_path / "s.safetensors")
+    assert path.stat().st_size < 100_000
+    with safe_open(str(path), framework="pt") as f:
+        stored = set(f.keys())
+        meta = f.metadata()
+    assert "vgg7.spectrogram_extractor.conv_real.weight" not in stored and "adv.weight" in stored
+    assert "vgg7.spectrogram_extractor.conv_real.weight" in json.loads(meta["derived"])
+    back = models.load(path)
+    for key, value in m.state_dict().items():
+        assert torch.equal(back.state_dict()[key], value), key
+    # changed frozen kernels are not "derived": they are stored and come back as saved
+    with torch.no_grad():
+        m.vgg7.spectrogram_extractor.conv_real.weight.mul_(0.5)
+    again = models.load(models.save(m, tmp_path / "changed.safetensors"))
+    assert torch.equal(again.vgg7.spectrogram_extractor.conv_real.weight, m.vgg7.spectrogram_extractor.conv_real.weight)
+    # metadata may not declare trained weights derivable
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    bad = tmp_path / "bad.safetensors"
+    save_file({k: v for k, v in tensors.items() if k != "adv.weight"}, str(bad),
+              metadata={**meta, "derived": json.dumps(["adv.weight"])})
+    with pytest.raises(InputError, match="bad.safetensors: corrupt edgeser metadata: 'derived' lists trained weights"):
+        models.load(bad)
+
+
 def test_corrupt_and_unknown(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 20)

@@ -3,6 +3,11 @@
 Checkpoints are safetensors files whose metadata holds the architecture and its config, so
 :func:`load` needs nothing else. A published Wav2Small ``model.safetensors`` (no edgeser metadata)
 is recognised by its key names and loaded strictly.
+
+Frozen tensors that the architecture rebuilds exactly from its config (the STFT kernels and the mel
+filter bank: 1 MB for a 512-point STFT) are left out of edgeser checkpoints and listed in the
+``derived`` metadata entry; :func:`load` takes them from the freshly built model. Only tensors that are
+not trained (frozen parameters, buffers other than batch-norm statistics) can be listed there.
 """
 
 from __future__ import annotations
@@ -27,6 +32,23 @@ def count_parameters(model: Any) -> tuple[int, int]:
     return trainable, frozen
 
 
+def _derivable(model: Any) -> set[str]:
+    """State-dict keys that are never trained: frozen parameters and buffers other than batch-norm statistics."""
+    frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
+    buffers = {k for k, _ in model.named_buffers()
+               if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    return frozen | buffers
+
+
+def _derived(model: Any) -> list[str]:
+    """Derivable keys whose values equal those of a freshly built model of the same config."""
+    import torch
+
+    fresh = create_model(model.arch, **model.config()).state_dict()
+    state = model.state_dict()
+    return sorted(k for k in _derivable(model) if k in fresh and torch.equal(state[k].cpu(), fresh[k]))
+
+
 def save(model: Any, path: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
     """Write a student as safetensors with its architecture and config in the metadata (atomically).
 
@@ -47,8 +69,11 @@ def save(model: Any, path: str | Path, *, extra: dict[str, Any] | None = None) -
         "edgeser_version": __version__,
         "extra": json.dumps(extra or {}),
     }
+    derived = _derived(model)
+    if derived:
+        meta["derived"] = json.dumps(derived)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-             if not k.endswith("num_batches_tracked")}
+             if not k.endswith("num_batches_tracked") and k not in derived}
     try:
         with replacing(path, suffix=".safetensors") as tmp:
             save_file(state, str(tmp), metadata=meta)
@@ -90,14 +115,20 @@ def load(path: str | Path) -> Any:
     path = Path(path)
     meta = read_metadata(path)
     state = load_file(str(path))
+    derived: set[str] = set()
     if meta.get("format") == FORMAT:
         try:
             model = create_model(meta["arch"], **json.loads(meta["config"]))
-        except (KeyError, json.JSONDecodeError) as exc:
+            derived = set(json.loads(meta.get("derived", "[]")))
+        except (KeyError, json.JSONDecodeError, TypeError) as exc:
             raise InputError(f"corrupt edgeser metadata ({exc})", path=path) from None
+        trained = sorted(derived - _derivable(model))
+        if trained:
+            raise InputError(f"corrupt edgeser metadata: 'derived' lists trained weights ({', '.join(trained[:4])})",
+                             path=path)
     else:
         model = _published_wav2small(state, path)
-    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")} - derived
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected - {
         k for k in state if k.endswith("num_batches_tracked")})
     if missing or unexpected:
