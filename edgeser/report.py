@@ -91,6 +91,13 @@ def _quant_section(name: str, details: dict[str, Any]) -> list[str]:
         out += [f"| {t['reduce_range']} | {t['calibration_ccc_vs_float']:.4f} | "
                 f"{t['calibration_rmse_vs_float']:.5f} |" for t in details["selection"]]
         out.append(f"\nChosen: reduce_range = {details['reduce_range']}.")
+    shift = details.get("output_bias_correction")
+    if shift:
+        after = details.get("calibration_ccc_vs_float")
+        out.append(f"\nOutput bias correction of `{name}`: the mean (float - int8) output on the calibration windows, "
+                   f"{' / '.join(f'{v:+.4f}' for v in shift)} (A / D / V), was added to the float head's bias"
+                   + (f"; CCC(int8, float) on the calibration windows after it: "
+                      f"{' / '.join(f'{v:.4f}' for v in after)}." if after else "."))
     census = _census(details)
     if census:
         out += ["", f"### Op census of `{name}` (int8: runs as an 8-bit integer kernel)", ""]

@@ -322,7 +322,7 @@ def test_augmentations_do_what_they_say() -> None:
 
 def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_clips() -> None:
     """Speakers 11 and 14 were held out of the student's training and validation: its model card reports
-    CCC(student, teacher) 0.934 / 0.902 / 0.618 on all 124 clips; a replaced asset must not fall far below."""
+    CCC(student, teacher) 0.937 / 0.925 / 0.762 on all 124 clips; a replaced asset must not fall far below."""
     from edgeser.audio import load
     from edgeser.defaults import calibration_list_path, default_student_path
 
@@ -335,4 +335,4 @@ def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_cl
     with torch.no_grad():
         student = np.concatenate([model(torch.from_numpy(x[i : i + 32])).numpy() for i in range(0, len(x), 32)])
     arousal, dominance, valence = ccc(student, load_teacher("default")(x))
-    assert arousal > 0.9 and dominance > 0.85 and valence > 0.55, (arousal, dominance, valence)
+    assert arousal > 0.9 and dominance > 0.9 and valence > 0.72, (arousal, dominance, valence)

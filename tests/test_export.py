@@ -60,6 +60,25 @@ def test_quantise_runs_body_in_int8_and_keeps_frontend_float(exported, tmp_path)
     assert art.path.stat().st_size < exported.path.stat().st_size
 
 
+def _head_bias(path):
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: i for i in graph.initializer}
+    head = next(n for n in graph.node if graph.output[0].name in n.output)
+    return numpy_helper.to_array(inits[head.input[2]])
+
+
+def test_quantise_moves_the_head_bias_by_the_calibration_offset(exported, tmp_path):
+    cal = np.random.default_rng(0).standard_normal((8, 16000)).astype(np.float32) * 0.1
+    (art,) = quantise(exported, tmp_path, cal, recipe=load_recipe("rpi", **{"quantise.reduce_range": "false"}))
+    shift = np.array(art.details["output_bias_correction"], dtype=np.float32)
+    assert shift.shape == (3,) and np.any(shift != 0)
+    np.testing.assert_allclose(_head_bias(art.path) - _head_bias(exported.path), shift, atol=1e-7)
+    q, f = open_model(art.path).predict(cal), open_model(exported.path).predict(cal)
+    np.testing.assert_allclose((f - q).mean(0), 0.0, atol=1e-5)  # no mean offset left on the calibration windows
+
+
 class _LengthDependent(torch.nn.Module):
     """Traced once at one length; Python control flow makes other lengths disagree with the export."""
 

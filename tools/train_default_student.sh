@@ -7,15 +7,15 @@
 # Needs espeak-ng (apt-get install -y espeak-ng) and the reference teacher in edgeser/assets.
 # Generated audio goes to $WORK, outside the repository. EmoDB speakers 11 and 14 (the built-in
 # calibration set) are left out of everything; speakers 12 and 09 are the validation speakers.
-# About 10 minutes of audio and labels, then about __MINUTES__ minutes of training on the 2-core development VM.
+# About 10 minutes of audio and labels, then about 30 minutes of training on the 2-core development VM.
 set -euo pipefail
 
 EMODB=${EMODB:-../shared/data/emodb}
 WORK=${WORK:-/work/scratch/student}
-EPOCHS=${EPOCHS:-__EPOCHS__}
+EPOCHS=${EPOCHS:-64}
 WINDOWS_PER_EPOCH=${WINDOWS_PER_EPOCH:-1500}
 LR=${LR:-3e-3}
-CHANNELS=${CHANNELS:-__CHANNELS__}
+CHANNELS=${CHANNELS:-13}
 
 # Unlabelled audio: EmoDB (minus the calibration speakers) clean and in 3 + 6 + 8 augmented copies, and
 # espeak-ng speech in 10 languages (15 + 15 + 20 random voice/rate/pitch renditions per sentence).
