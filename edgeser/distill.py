@@ -10,8 +10,8 @@ dimension, clean audio); the best epoch (highest mean CCC) is saved at ``out``, 
 ``<out stem>.last.safetensors`` with its optimiser state in ``<out stem>.state.pt``, so a run can
 resume where it stopped.
 
-Two options aim at a student that follows the teacher more closely on unseen speakers (measured in
-docs/distillation.md): ``ema`` validates and saves an exponential moving average of the weights
+Options aimed at a student that follows the teacher more closely on unseen speakers (their use for the
+default student is measured in its model card): ``ema`` validates and saves an exponential moving average of the weights
 instead of the last step's weights, and ``init`` starts from an earlier student checkpoint (fine-tuning
 it on new labels). ``loss_weights`` weighs arousal, dominance and valence in the loss.
 
@@ -80,7 +80,7 @@ class DistillConfig:
     loss: str = "ccc+mse"
     """``ccc``, ``mse`` or ``ccc+mse``."""
     loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Weights of arousal, dominance and valence in the loss (normalised to a mean of 1)."""
+    """Weights of arousal, dominance and valence in the loss (a weighted mean: only their ratios matter)."""
     ema: float = 0.0
     """Decay per step of an exponential moving average of the weights (0: off). When on, the average is
     what is validated and saved (best and last); the raw weights stay in the training state."""
@@ -275,7 +275,7 @@ class _Run:
     teacher: Any
     """The teacher that labels augmented windows online, or None."""
     ema: Any
-    """Their moving average (a torch AveragedModel), or None."""
+    """The moving average of the model's weights (a torch AveragedModel), or None."""
     opt: Any
     sched: Any
     aug: Augmenter
