@@ -286,7 +286,7 @@ def quantise(float_art: Artefact, out_dir: Path, calibration: np.ndarray, *, rec
                          "(use int8-static-qdq or none)", path=recipe.source)
     float_out = _run(float_art.path, calibration)
     trials: list[dict[str, Any]] = []
-    best: tuple[float, Path, bool] | None = None
+    best: tuple[float, Path, bool, np.ndarray] | None = None
     for rr in _choices(recipe):
         dst = out_dir / f"model.int8{'.rr' if rr else ''}.onnx"
         _quantise_once(float_art.path, dst, calibration, recipe=recipe, reduce_range=rr)
@@ -296,7 +296,7 @@ def quantise(float_art: Artefact, out_dir: Path, calibration: np.ndarray, *, rec
         err = float(np.sqrt(np.mean((q_out - float_out) ** 2))) if finite else float("inf")
         trials.append({"reduce_range": rr, "calibration_ccc_vs_float": score, "calibration_rmse_vs_float": err})
         if best is None or score > best[0]:
-            best = (score, dst, rr)
+            best = (score, dst, rr, q_out)
     assert best is not None  # _choices is never empty
     final = out_dir / "model.int8.onnx"
     for t in trials:
@@ -304,8 +304,8 @@ def quantise(float_art: Artefact, out_dir: Path, calibration: np.ndarray, *, rec
         if p != best[1] and p.exists():
             p.unlink()
     os.replace(best[1], final)
-    _strip(final)
-    q_out = _run(final, calibration)
+    _strip(final)  # names and shape annotations only: the outputs stay those of the chosen trial
+    q_out = best[3]
     correction = _correct_bias(final, q_out, float_out) if np.isfinite(q_out).all() else None
     after = _run(final, calibration) if correction is not None else q_out
     set_metadata(final, float_art.spec, {"quantisation": "int8-static-qdq"})
