@@ -75,12 +75,10 @@ def test_resume_continues_from_the_saved_epoch(tmp_path: Path, labels: Path) -> 
         distill(labels, tmp_path / "other.safetensors", config=_config(), resume=True)
 
 
-def test_resume_after_an_interruption_matches_a_straight_run(
-    tmp_path: Path, labels: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _interrupted_in_epoch_2(monkeypatch: pytest.MonkeyPatch, labels: Path, out: Path, config: DistillConfig) -> None:
+    """Run ``distill`` until a KeyboardInterrupt in its second epoch (the first is saved), as Ctrl-C would."""
     import edgeser.distill as module
 
-    straight = distill(labels, tmp_path / "a.safetensors", config=_config(epochs=2))
     real, calls = module._train_epoch, []
 
     def stop_in_second_epoch(*args: object, **kwargs: object) -> float:
@@ -91,8 +89,15 @@ def test_resume_after_an_interruption_matches_a_straight_run(
 
     monkeypatch.setattr(module, "_train_epoch", stop_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        distill(labels, tmp_path / "b.safetensors", config=_config(epochs=2))
+        distill(labels, out, config=config)
     monkeypatch.setattr(module, "_train_epoch", real)
+
+
+def test_resume_after_an_interruption_matches_a_straight_run(
+    tmp_path: Path, labels: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    straight = distill(labels, tmp_path / "a.safetensors", config=_config(epochs=2))
+    _interrupted_in_epoch_2(monkeypatch, labels, tmp_path / "b.safetensors", _config(epochs=2))
     resumed = distill(labels, tmp_path / "b.safetensors", config=_config(epochs=2), resume=True)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     assert resumed.history[1]["loss"] == pytest.approx(straight.history[1]["loss"], rel=1e-4)
@@ -134,10 +139,6 @@ def test_loss_weights_weigh_the_dimensions() -> None:
             _config(loss_weights=bad).validate()
 
 
-def _interrupt(*args: object, **kwargs: object) -> float:
-    raise KeyboardInterrupt
-
-
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.endswith("conv.weight") or k.startswith("adv")}
 
@@ -145,20 +146,9 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_ema_saves_and_resumes_the_moving_average(
     tmp_path: Path, labels: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edgeser.distill as module
-
     out = tmp_path / "ema.safetensors"
     straight = distill(labels, tmp_path / "straight.safetensors", config=_config(epochs=2, ema=0.9))
-    real = module._train_epoch
-
-    def once(*args: object, **kwargs: object) -> float:
-        monkeypatch.setattr(module, "_train_epoch", _interrupt)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(module, "_train_epoch", once)
-    with pytest.raises(KeyboardInterrupt):
-        distill(labels, out, config=_config(epochs=2, ema=0.9))
-    monkeypatch.setattr(module, "_train_epoch", real)
+    _interrupted_in_epoch_2(monkeypatch, labels, out, _config(epochs=2, ema=0.9))
     state = torch.load(checkpoint_paths(out)[1], weights_only=True)
     saved = models.load(checkpoint_paths(out)[0])
     averaged = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
