@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["synth_clip", "synth_corpus", "tiny_teacher_onnx", "tiny_student", "TINY_SECONDS"]
+__all__ = ["synth_clip", "synth_corpus", "tiny_teacher_onnx", "tiny_student", "with_relu_head", "TINY_SECONDS"]
 
 SAMPLING_RATE = 16_000
 TINY_SECONDS = 1.0
@@ -121,3 +121,23 @@ def tiny_student(path: Path, corpus_csv: Path, *, seed: int = 0, ridge: float = 
         model.adv.bias.copy_((y.double().mean(0) - mean @ w).float())
     models.save(model, path, extra={"made_by": "edgeser.testing.tiny_student", "ridge": ridge})
     return path
+
+
+def with_relu_head(model: Any) -> Any:
+    """The same Wav2Small function with a hidden ReLU head (``head_hidden`` 6): ``relu(z) - relu(-z)`` is ``z``.
+
+    For testing exporters on the ``head_hidden`` layout with a student whose outputs are known to be sound.
+    """
+    import torch
+
+    from . import models
+
+    twin = models.create_model(model.arch, **{**model.config(), "head_hidden": 6}).eval()
+    twin.vgg7.load_state_dict(model.vgg7.state_dict())
+    eye = torch.eye(3)
+    with torch.no_grad():
+        twin.mlp.weight.copy_(torch.cat([model.adv.weight, -model.adv.weight]))
+        twin.mlp.bias.copy_(torch.cat([model.adv.bias, -model.adv.bias]))
+        twin.adv.weight.copy_(torch.cat([eye, -eye], 1))
+        twin.adv.bias.zero_()
+    return twin

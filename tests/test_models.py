@@ -22,6 +22,29 @@ def test_parameter_counts(name, trainable, frozen):
     assert models.count_parameters(models.create_model(name)) == (trainable, frozen)
 
 
+def test_head_hidden_adds_a_relu_layer_before_the_outputs(tmp_path):
+    m = models.create_model("wav2small", head_hidden=16).eval()
+    feature = 2 * 13 * 13
+    assert models.count_parameters(m)[0] == 10_806 - (feature * 3 + 3) + (feature * 16 + 16) + (16 * 3 + 3)
+    assert {"mlp.weight", "mlp.bias"} <= set(m.state_dict()) and m.adv.in_features == 16
+    x = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        expected = m.adv(torch.relu(m.mlp(m.vgg7(x))))
+        assert torch.equal(m(x), expected)
+        m.mlp.bias.fill_(-1e3)  # every hidden unit off: the output is the last layer's bias alone
+        assert torch.allclose(m(x), m.adv.bias.expand(2, 3))
+        m.mlp.bias.zero_()
+    back = models.load(models.save(m, tmp_path / "h.safetensors"))
+    assert back.cfg.head_hidden == 16 and torch.equal(back(x), m(x))
+    assert models.create_model("wav2small").mlp is None  # the published layout has no such layer
+
+
+@pytest.mark.parametrize("overrides", [{"head_hidden": -1}, {"channels": 0}, {"bogus": 1}])
+def test_bad_wav2small_hyper_parameters_raise_input_error(overrides):
+    with pytest.raises(InputError):
+        models.create_model("wav2small", **overrides)
+
+
 @pytest.mark.parametrize("seconds", [0.5, 1.0, 2.7])
 def test_forward_shapes(seconds):
     m = models.create_model("wav2small").eval()

@@ -126,7 +126,7 @@ def _divide_once(student: Any, *, logmel_input: bool) -> Any:
             logits = v.sof(x)
             e = torch.exp(logits - logits.amax(2, keepdim=True))
             pooled = (v.lin(x) * e).sum(2) / e.sum(2)  # (B, C, C): the pooled map, divided once
-            return self.student.adv(v.with_gram(pooled))
+            return self.student.head(v.with_gram(pooled))
 
     return DivideOncePooling()
 

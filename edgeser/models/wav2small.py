@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .frontend import LogmelFilterBank, Spectrogram, prenorm
 from .registry import register_model
 
@@ -58,6 +59,16 @@ class Wav2SmallConfig:
     """STFT hop in samples (2 ms at 16 kHz)."""
     sampling_rate: int = 16_000
     """Input rate in Hz."""
+    head_hidden: int = 0
+    """Width of a ReLU layer between the 2 C^2 feature and the A/D/V outputs (keys ``mlp.*``); 0: the
+    published linear head. Pooling averages over time, so without it the only per-utterance nonlinearity
+    is the Gram matrix (docs/model-cards/wav2small-default.md measures what the layer is worth)."""
+
+    def __post_init__(self) -> None:
+        if self.channels < 1:
+            raise InputError(f"channels must be 1 or more, got {self.channels}")
+        if self.head_hidden < 0:
+            raise InputError(f"head_hidden must be 0 or more, got {self.head_hidden}")
 
     @property
     def n_mels(self) -> int:
@@ -136,17 +147,22 @@ class Wav2Small(nn.Module):
         super().__init__()
         self.cfg = cfg or Wav2SmallConfig()
         self.vgg7 = Vgg7(self.cfg)
-        self.adv = nn.Linear(self.cfg.hidden, 3)
+        self.mlp = nn.Linear(self.cfg.hidden, self.cfg.head_hidden) if self.cfg.head_hidden else None
+        self.adv = nn.Linear(self.cfg.head_hidden or self.cfg.hidden, 3)
 
     def config(self) -> dict[str, int]:
         return self.cfg.to_dict()
 
+    def head(self, feature: torch.Tensor) -> torch.Tensor:
+        """Feature (B, 2 C^2) -> (B, 3) A/D/V: the linear head, after the ReLU layer when there is one."""
+        return self.adv(feature if self.mlp is None else torch.relu(self.mlp(feature)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.adv(self.vgg7(x))
+        return self.head(self.vgg7(x))
 
     def forward_features(self, mel: torch.Tensor) -> torch.Tensor:
         """Log-mel (B, 1, frames, n_mels) -> A/D/V: the part an int8 accelerator runs."""
-        return self.adv(self.vgg7.body(mel))
+        return self.head(self.vgg7.body(mel))
 
     def export_view(self) -> Wav2SmallExportView:
         """The same function, laid out for fast onnxruntime inference (see :class:`Wav2SmallExportView`)."""
@@ -278,7 +294,7 @@ class Wav2SmallExportView(nn.Module):
         self.convs = nn.ModuleList(_folded_conv(b, padded, first=i == 0) for i, b in enumerate(blocks))
         self.maxpool = v.maxpool_A  # 3x3, stride 2, pad 1: the same in either layout
         self.lin, self.sof = _padded_1x1(v.lin, padded), _padded_1x1(v.sof, padded)
-        self.adv = model.adv
+        self.mlp, self.adv = model.mlp, model.adv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = prenorm(x)
@@ -294,7 +310,8 @@ class Wav2SmallExportView(nn.Module):
                 x = self.maxpool(x)  # (B, P, M/2, frames/2)
         x = (self.lin(x) * self.sof(x).softmax(3)).sum(3)[:, : self.channels]  # (B, C, M/2 = C)
         x = torch.cat([x, torch.bmm(x, x.transpose(1, 2))], 2)
-        return self.adv(x.flatten(1))
+        x = x.flatten(1)
+        return self.adv(x if self.mlp is None else torch.relu(self.mlp(x)))
 
 
 @register_model
