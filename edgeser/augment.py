@@ -7,6 +7,8 @@ probabilities and ranges of an :class:`AugmentConfig`:
 - random gain (dB);
 - speed perturbation (resampling by a factor near 1, which changes tempo and pitch together, as
   Kaldi's speed perturbation does);
+- speed warping: a speed that drifts smoothly within the clip, which reshapes its pitch contour and
+  rhythm (the range, slope and local movement of F0) rather than only shifting it;
 - random crops of a window out of a longer clip, or a shortened and shifted copy of a clip that is
   exactly one window long;
 - additive noise at a random SNR: white, pink (1/f) or babble (a sum of other clips of the batch);
@@ -29,6 +31,7 @@ __all__ = [
     "NOISE_KINDS",
     "gain",
     "speed",
+    "warp",
     "random_crop",
     "white_noise",
     "pink_noise",
@@ -55,6 +58,10 @@ class AugmentConfig:
     """Probability of a speed perturbation."""
     speed_range: tuple[float, float] = (0.9, 1.1)
     """Range of the speed factor (>1 is faster and higher)."""
+    warp_prob: float = 0.0
+    """Probability of a speed warp (:func:`warp`)."""
+    warp_depth: float = 0.08
+    """Largest deviation of the warped speed from 1 (0.08: between 0.92 and 1.08 times)."""
     crop_prob: float = 0.5
     """Probability that a clip as long as the window is shortened and shifted (longer clips are always cropped)."""
     crop_min_fraction: float = 0.6
@@ -83,7 +90,7 @@ class AugmentConfig:
     @classmethod
     def off(cls) -> AugmentConfig:
         """No augmentation at all (gain 0 dB, every probability 0)."""
-        return cls(gain_db=(0.0, 0.0), speed_prob=0.0, crop_prob=0.0, noise_prob=0.0, mix_prob=0.0)
+        return cls(gain_db=(0.0, 0.0), speed_prob=0.0, warp_prob=0.0, crop_prob=0.0, noise_prob=0.0, mix_prob=0.0)
 
 
 def _power(x: np.ndarray) -> np.ndarray:
@@ -105,6 +112,31 @@ def speed(x: np.ndarray, factor: float) -> np.ndarray:
     return soxr.resample(x.astype(np.float32), int(round(rate * factor)), rate, quality="HQ").astype(
         np.float32
     )
+
+
+WARP_HZ = (0.3, 2.0)
+"""Range of the rates (Hz) of the two sinusoids whose sum drives a warp's speed."""
+
+
+def warp(x: np.ndarray, depth: float, rng: np.random.Generator, *, rate: int = 16_000) -> np.ndarray:
+    """Play a (T,) clip at a speed that drifts smoothly between ``1 - depth`` and ``1 + depth``.
+
+    The speed follows the sum of two sinusoids of random rate (WARP_HZ), phase and weight, scaled so its
+    largest deviation from 1 over the clip is ``depth``; the clip is read at the cumulative positions by
+    linear interpolation. Pitch rises where the speed is above 1 and falls where it is below, so the F0
+    contour's range, slope and wiggle change, not only its level; the length changes by the mean speed.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[0]
+    if n < 2 or depth <= 0:
+        return x.copy()
+    t = np.arange(n) / rate
+    curve = sum(rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(*WARP_HZ) * t + rng.uniform(0, 2 * np.pi))
+                for _ in range(2))
+    curve = curve / max(float(np.abs(curve).max()), 1e-9)
+    positions = np.concatenate([[0.0], np.cumsum(1.0 + depth * curve[:-1])])
+    positions = positions[positions <= n - 1]
+    return np.interp(positions, np.arange(n), x).astype(np.float32)
 
 
 def random_crop(
@@ -211,10 +243,12 @@ class Augmenter:
         self.rng = np.random.default_rng(self.seed)
 
     def clip(self, x: np.ndarray, samples: int) -> np.ndarray:
-        """Speed perturbation and a random crop of one (T,) clip to exactly ``samples`` samples."""
+        """Speed perturbation, speed warp and a random crop of one (T,) clip to exactly ``samples`` samples."""
         c, rng = self.config, self.rng
         if c.speed_prob > 0 and rng.random() < c.speed_prob:
             x = speed(x, float(rng.uniform(*c.speed_range)))
+        if c.warp_prob > 0 and rng.random() < c.warp_prob:
+            x = warp(x, c.warp_depth, rng)
         return random_crop(x, samples, rng, shorten_prob=c.crop_prob, min_fraction=c.crop_min_fraction)
 
     def batch(
@@ -222,7 +256,7 @@ class Augmenter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Augment a list of clips (any lengths) into a (N, samples) batch, with targets (N, D) mixed alike.
 
-        Order: speed and crop per clip, then mixup, then noise (babble from the batch's clean clips),
+        Order: speed, warp and crop per clip, then mixup, then noise (babble from the batch's clean clips),
         then gain.
         """
         c, rng = self.config, self.rng

@@ -310,6 +310,27 @@ def test_augmentations_do_what_they_say() -> None:
     assert np.array_equal(off[0], x)
 
 
+def _pitch_per_tenth(x: np.ndarray) -> np.ndarray:
+    """Zero crossings / 2 per 0.1 s of a pure tone: its frequency in Hz, tenth by tenth."""
+    crossings = np.flatnonzero(np.diff(np.signbit(x)))
+    return np.array([((crossings >= a) & (crossings < a + 1600)).sum() / 0.2 for a in range(0, len(x) - 1600, 1600)])
+
+
+def test_a_speed_warp_reshapes_the_pitch_contour_where_speed_only_shifts_it() -> None:
+    tone = np.sin(2 * np.pi * 200 * np.arange(32_000) / 16_000).astype(np.float32)
+    warped = augment.warp(tone, 0.08, np.random.default_rng(3))
+    pitch = _pitch_per_tenth(warped)
+    assert pitch.max() - pitch.min() >= 15  # the contour moves within the clip...
+    assert pitch.min() >= 200 * 0.92 - 10 and pitch.max() <= 200 * 1.08 + 10  # ...inside the depth
+    flat = _pitch_per_tenth(augment.speed(tone, 1.05))
+    assert flat.max() - flat.min() <= 10  # a plain speed change keeps it flat
+    assert abs(len(warped) - len(tone)) < 0.08 * len(tone)
+    assert np.array_equal(augment.warp(tone, 0.0, np.random.default_rng(0)), tone)
+    on = augment.Augmenter(augment.AugmentConfig(warp_prob=1.0, speed_prob=0.0, crop_prob=0.0), seed=0)
+    off = augment.Augmenter(augment.AugmentConfig(speed_prob=0.0, crop_prob=0.0), seed=0)
+    assert not np.allclose(on.clip(tone, 32_000), tone[:32_000]) and np.array_equal(off.clip(tone, 32_000), tone)
+
+
 def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_clips() -> None:
     """Speakers 11 and 14 were held out of the student's training and validation: its model card reports
     CCC(student, teacher) 0.937 / 0.925 / 0.762 on all 124 clips; a replaced asset must not fall far below."""

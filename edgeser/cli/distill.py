@@ -155,6 +155,9 @@ def distill(
     min_snr_db: Annotated[float, typer.Option(help="Lowest SNR of added noise in dB (highest: 30).")] = 5.0,
     speed_prob: Annotated[float, typer.Option(help="Probability of a 0.9-1.1 speed change.")] = 0.5,
     mix_prob: Annotated[float, typer.Option(help="Probability of mixing two windows (mixup).")] = 0.0,
+    warp_prob: Annotated[
+        float, typer.Option(help="Probability of a speed warp (speed drifting in 0.92-1.08; reshapes the F0 contour).")
+    ] = 0.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved beside --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
@@ -167,7 +170,7 @@ def distill(
 
     _check_out(out, resume=resume, overwrite=overwrite)
     aug = (AugmentConfig(noise_prob=noise_prob, snr_db=(min_snr_db, max(min_snr_db, 30.0)), speed_prob=speed_prob,
-                         mix_prob=mix_prob) if augment else AugmentConfig.off())
+                         mix_prob=mix_prob, warp_prob=warp_prob) if augment else AugmentConfig.off())
     config = DistillConfig(
         student=student,
         student_config=_overrides(student_config or []),
