@@ -138,6 +138,11 @@ class Vgg7(nn.Module):
         return self.body(self.features(x))
 
 
+def _read_out(feature: torch.Tensor, mlp: nn.Linear | None, adv: nn.Linear) -> torch.Tensor:
+    """Feature (B, 2 C^2) -> (B, 3): ``adv``, after ``relu(mlp)`` when the layout has that layer."""
+    return adv(feature if mlp is None else torch.relu(mlp(feature)))
+
+
 class Wav2Small(nn.Module):
     """Waveform (B, T) float32 at 16 kHz -> (B, 3) arousal, dominance, valence."""
 
@@ -155,7 +160,7 @@ class Wav2Small(nn.Module):
 
     def head(self, feature: torch.Tensor) -> torch.Tensor:
         """Feature (B, 2 C^2) -> (B, 3) A/D/V: the linear head, after the ReLU layer when there is one."""
-        return self.adv(feature if self.mlp is None else torch.relu(self.mlp(feature)))
+        return _read_out(feature, self.mlp, self.adv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.vgg7(x))
@@ -309,9 +314,7 @@ class Wav2SmallExportView(nn.Module):
             if i == 2:
                 x = self.maxpool(x)  # (B, P, M/2, frames/2)
         x = (self.lin(x) * self.sof(x).softmax(3)).sum(3)[:, : self.channels]  # (B, C, M/2 = C)
-        x = torch.cat([x, torch.bmm(x, x.transpose(1, 2))], 2)
-        x = x.flatten(1)
-        return self.adv(x if self.mlp is None else torch.relu(self.mlp(x)))
+        return _read_out(Vgg7.with_gram(x), self.mlp, self.adv)
 
 
 @register_model
