@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = [
     "AugmentConfig",
     "Augmenter",
@@ -76,6 +78,14 @@ class AugmentConfig:
     """Probability that a clip is mixed with another clip of the batch (mixup); its target is mixed too."""
     mix_weight: tuple[float, float] = (0.6, 0.9)
     """Range of the weight of the original clip in a mix."""
+
+    def __post_init__(self) -> None:
+        for name in ("speed_prob", "warp_prob", "crop_prob", "noise_prob", "mix_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"{name.replace('_', '-')} must be a probability between 0 and 1, got {value}")
+        if not 0.0 <= self.warp_depth < 1.0:
+            raise InputError(f"warp depth must be at least 0 and under 1, got {self.warp_depth}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -331,6 +331,16 @@ def test_a_speed_warp_reshapes_the_pitch_contour_where_speed_only_shifts_it() ->
     assert not np.allclose(on.clip(tone, 32_000), tone[:32_000]) and np.array_equal(off.clip(tone, 32_000), tone)
 
 
+@pytest.mark.parametrize("option", ["--warp-prob", "--speed-prob", "--noise-prob", "--mix-prob"])
+def test_a_probability_outside_0_1_is_a_one_line_input_error(option: str, tmp_path: Path) -> None:
+    out = tmp_path / "s.safetensors"
+    result = CliRunner().invoke(app, ["distill", "--labels", str(tmp_path / "none.csv"), "--out", str(out),
+                                      option, "1.5"])
+    assert result.exit_code == 2, result.output
+    assert f"{option.lstrip('-')} must be a probability between 0 and 1, got 1.5" in result.output
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_clips() -> None:
     """Speakers 11 and 14 were held out of the student's training and validation: its model card reports
     CCC(student, teacher) 0.937 / 0.925 / 0.762 on all 124 clips; a replaced asset must not fall far below."""
