@@ -118,7 +118,8 @@ def test_export_check_fails_past_tolerance(tmp_path):
 
 @pytest.mark.parametrize(("name", "config"), [("wav2small", {}), ("wav2small.wide", {}),
                                               ("wav2small", {"n_fft": 512, "hop_length": 256}),
-                                              ("wav2small", {"head_hidden": 8})])
+                                              ("wav2small", {"head_hidden": 8}),
+                                              ("wav2small", {"n_fft": 512, "hop_length": 256, "mel_bands": 41})])
 def test_export_view_computes_the_same_function(name, config):
     torch.manual_seed(0)
     model = models.create_model(name, **config).eval()

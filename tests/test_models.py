@@ -39,7 +39,23 @@ def test_head_hidden_adds_a_relu_layer_before_the_outputs(tmp_path):
     assert models.create_model("wav2small").mlp is None  # the published layout has no such layer
 
 
-@pytest.mark.parametrize("overrides", [{"head_hidden": -1}, {"channels": 0}, {"bogus": 1}])
+def test_mel_bands_widen_the_pooled_map_not_the_convs(tmp_path):
+    m = models.create_model("wav2small", n_fft=512, hop_length=256, mel_bands=64).eval()
+    c, width = 13, 32  # 64 bands, halved by the max-pool
+    x = torch.randn(2, 16000) * 0.1
+    with torch.no_grad():
+        assert m.vgg7.features(x).shape[-1] == 64
+        assert m.vgg7(x).shape == (2, c * (width + c))  # the 13 x 32 map and its 13 x 13 Gram matrix
+    assert m.adv.in_features == c * (width + c)
+    published = models.count_parameters(models.create_model("wav2small"))[0]
+    assert models.count_parameters(m)[0] == published + 3 * c * (width - c)  # only the head grows
+    back = models.load(models.save(m, tmp_path / "m.safetensors"))
+    assert back.cfg.n_mels == 64 and torch.equal(back(x), m(x))
+    assert models.create_model("wav2small", mel_bands=0).cfg.n_mels == 26  # 0: twice the channels
+
+
+@pytest.mark.parametrize("overrides", [{"head_hidden": -1}, {"channels": 0}, {"bogus": 1}, {"mel_bands": -2},
+                                       {"mel_bands": 1}, {"mel_bands": 40}])
 def test_bad_wav2small_hyper_parameters_raise_input_error(overrides):
     with pytest.raises(InputError):
         models.create_model("wav2small", **overrides)

@@ -106,7 +106,7 @@ def _divide_once(student: Any, *, logmel_input: bool) -> Any:
 
     The student pools ``SUM_t(lin * softmax_t(logits))``; this module computes ``SUM_t(lin * e) / SUM_t(e)``
     with ``e = exp(logits - MAX_t(logits))``: the same function (:func:`export` checks float parity with
-    the student), with one DIV of the pooled (C x C) map by its sums of weights instead of a DIV per
+    the student), with one DIV of the pooled (C x W) map by its sums of weights instead of a DIV per
     frame. Its int8 DIV has no tiny quotients to saturate and no attention weight is rounded to int8 on
     its own. It holds the trained modules, so the student's state-dict keys are untouched.
     """
@@ -122,10 +122,10 @@ def _divide_once(student: Any, *, logmel_input: bool) -> Any:
             v = self.student.vgg7
             if not logmel_input:
                 x = v.features(x)  # waveform -> (B, 1, frames, n_mels)
-            x = v.convs(x)  # (B, C, frames/2, C)
+            x = v.convs(x)  # (B, C, frames/2, W)
             logits = v.sof(x)
             e = torch.exp(logits - logits.amax(2, keepdim=True))
-            pooled = (v.lin(x) * e).sum(2) / e.sum(2)  # (B, C, C): the pooled map, divided once
+            pooled = (v.lin(x) * e).sum(2) / e.sum(2)  # (B, C, W): the pooled map, divided once
             return self.student.head(v.with_gram(pooled))
 
     return DivideOncePooling()

@@ -52,7 +52,7 @@ class Wav2SmallConfig:
     """Hyper-parameters of a Wav2Small student."""
 
     channels: int = 13
-    """Conv channels; the mel bands are twice this, so the pooled map is square (channels x channels)."""
+    """Conv channels; by default the mel bands are twice this, so the pooled map is square (channels x channels)."""
     n_fft: int = 64
     """STFT size (and window length) in samples."""
     hop_length: int = 32
@@ -60,23 +60,37 @@ class Wav2SmallConfig:
     sampling_rate: int = 16_000
     """Input rate in Hz."""
     head_hidden: int = 0
-    """Width of a ReLU layer between the 2 C^2 feature and the A/D/V outputs (keys ``mlp.*``); 0: the
-    published linear head. Pooling averages over time, so without it the only per-utterance nonlinearity
-    is the Gram matrix (docs/model-cards/wav2small-default.md measures what the layer is worth)."""
+    """Width of a ReLU layer between the C (W + C) feature (W: pooled mel rows) and the A/D/V outputs
+    (keys ``mlp.*``); 0: the published linear head. Pooling averages over time, so without it the only
+    per-utterance nonlinearity is the Gram matrix (docs/model-cards/wav2small-default.md measures what the
+    layer is worth)."""
+    mel_bands: int = 0
+    """Log-mel bands; 0: twice ``channels`` (the published layout). More bands than that make the pooled map
+    channels x ceil(mel_bands / 2) and the feature ``channels * (ceil(mel_bands / 2) + channels)`` wide; with a
+    512-point STFT, 64 bands are 46 Hz apart below 1 kHz, close enough to resolve the harmonics of most voices."""
 
     def __post_init__(self) -> None:
         if self.channels < 1:
             raise InputError(f"channels must be 1 or more, got {self.channels}")
         if self.head_hidden < 0:
             raise InputError(f"head_hidden must be 0 or more, got {self.head_hidden}")
+        if self.mel_bands < 0 or 0 < self.mel_bands < 2 or 2 * self.mel_bands > self.n_fft:
+            raise InputError(f"mel_bands must be 0 (twice channels) or 2..n_fft/2 ({self.n_fft // 2}), "
+                             f"got {self.mel_bands}")
 
     @property
     def n_mels(self) -> int:
-        return 2 * self.channels
+        return self.mel_bands or 2 * self.channels
+
+    @property
+    def pooled_width(self) -> int:
+        """Mel rows after the max-pool (3x3, stride 2, pad 1): the pooled map is channels x this."""
+        return (self.n_mels + 1) // 2
 
     @property
     def hidden(self) -> int:
-        return 2 * self.channels * self.channels
+        """Width of the feature: the pooled map and its channels x channels Gram matrix."""
+        return self.channels * (self.pooled_width + self.channels)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -118,28 +132,28 @@ class Vgg7(nn.Module):
         return self.logmel_extractor(self.spectrogram_extractor(prenorm(x)))
 
     def convs(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-mel (B, 1, frames, n_mels) -> conv features (B, C, frames/2, C), before the attention pooling."""
+        """Log-mel (B, 1, frames, n_mels) -> conv features (B, C, frames/2, W), before the attention pooling."""
         x = self.l3(self.l2(self.l1(x)))  # (B, C, frames, M)
-        x = self.maxpool_A(x)  # (B, C, frames/2, M/2 = C)
+        x = self.maxpool_A(x)  # (B, C, frames/2, W = ceil(M/2); C by default)
         return self.l7(self.l6(self.l5(self.l4(x))))
 
     @staticmethod
     def with_gram(pooled: torch.Tensor) -> torch.Tensor:
-        """Pooled map (B, C, C) -> feature (B, 2 * C * C): the map and its Gram matrix."""
+        """Pooled map (B, C, W) -> feature (B, C * (W + C)): the map and its C x C Gram matrix."""
         return torch.cat([pooled, torch.bmm(pooled, pooled.transpose(1, 2))], 2).flatten(1)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-mel (B, 1, frames, n_mels) -> feature (B, 2 * C * C)."""
+        """Log-mel (B, 1, frames, n_mels) -> feature (B, C * (W + C))."""
         x = self.convs(x)
         x = self.lin(x) * self.sof(x).softmax(2)  # attention weights over time
-        return self.with_gram(x.sum(2))  # pooled (B, C, C)
+        return self.with_gram(x.sum(2))  # pooled (B, C, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.features(x))
 
 
 def _read_out(feature: torch.Tensor, mlp: nn.Linear | None, adv: nn.Linear) -> torch.Tensor:
-    """Feature (B, 2 C^2) -> (B, 3): ``adv``, after ``relu(mlp)`` when the layout has that layer."""
+    """Feature (B, C (W + C)) -> (B, 3): ``adv``, after ``relu(mlp)`` when the layout has that layer."""
     return adv(feature if mlp is None else torch.relu(mlp(feature)))
 
 
@@ -159,7 +173,7 @@ class Wav2Small(nn.Module):
         return self.cfg.to_dict()
 
     def head(self, feature: torch.Tensor) -> torch.Tensor:
-        """Feature (B, 2 C^2) -> (B, 3) A/D/V: the linear head, after the ReLU layer when there is one."""
+        """Feature (B, C (W + C)) -> (B, 3) A/D/V: the linear head, after the ReLU layer when there is one."""
         return _read_out(feature, self.mlp, self.adv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -313,7 +327,7 @@ class Wav2SmallExportView(nn.Module):
             x = torch.relu(conv(x))  # (B, P, M, frames)
             if i == 2:
                 x = self.maxpool(x)  # (B, P, M/2, frames/2)
-        x = (self.lin(x) * self.sof(x).softmax(3)).sum(3)[:, : self.channels]  # (B, C, M/2 = C)
+        x = (self.lin(x) * self.sof(x).softmax(3)).sum(3)[:, : self.channels]  # (B, C, W)
         return _read_out(Vgg7.with_gram(x), self.mlp, self.adv)
 
 
