@@ -6,9 +6,11 @@ tool measures, per dimension, CCC(teacher(perturbed clip), teacher(clean clip)) 
 file: the agreement a student can at best reach with a teacher whose output jumps under changes that do
 not change the emotion, and how erratic the targets of the noisy training windows are.
 
-    python tools/teacher_stability.py --labels cal.csv --teacher default
+    python tools/teacher_stability.py --labels cal.csv --teacher default [--student student.safetensors]
 
-Prints a Markdown table (the mean over ``--repeats`` random draws for the random perturbations).
+Prints a Markdown table (the mean over ``--repeats`` random draws for the random perturbations). With
+``--student``, a second table gives CCC(student(perturbed clip), teacher(perturbed clip)): how well the
+student follows the teacher on each kind of perturbed input.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher", default="default")
     ap.add_argument("--repeats", type=int, default=3, help="draws of each random perturbation")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--student", type=Path, help="also score this student against the teacher")
     args = ap.parse_args(argv)
 
     from edgeser.distill import load_windows
@@ -67,15 +70,41 @@ def main(argv: list[str] | None = None) -> int:
     x = load_windows(table, int(round(float(table.duration_s.max()) * 16_000)))
     teacher = load_teacher(args.teacher)
     clean = teacher(x)
+    student = None
+    if args.student is not None:
+        import torch
+
+        from edgeser import models
+
+        torch.set_num_threads(1)
+        student = models.load(args.student).eval()
+
+    def follow(batch: np.ndarray, target: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return ccc(student(torch.from_numpy(batch)).numpy(), target)
+
     print(f"{len(x)} clips of {args.labels}, teacher {teacher.identity}\n")
+    rows = []
+    for name, f, random in [("none", lambda c: c, False), *perturbations(np.random.default_rng(args.seed))]:
+        self_agree, followed = [], []
+        for _ in range(args.repeats if random else 1):
+            batch = np.stack([f(c) for c in x]).astype(np.float32)
+            out = teacher(batch)
+            self_agree.append(ccc(out, clean))
+            if student is not None:
+                followed.append(follow(batch, out))
+        rows.append((name, np.mean(self_agree, axis=0), np.mean(followed, axis=0) if followed else None))
+    print("CCC(teacher(perturbed), teacher(clean))\n")
     print("| perturbation | arousal | dominance | valence |\n|---|---:|---:|---:|")
-    for name, f, random in perturbations(np.random.default_rng(args.seed)):
-        scores = [
-            ccc(teacher(np.stack([f(c) for c in x]).astype(np.float32)), clean)
-            for _ in range(args.repeats if random else 1)
-        ]
-        a, d, v = np.mean(scores, axis=0)
+    for name, (a, d, v), _ in rows[1:]:
         print(f"| {name} | {a:.3f} | {d:.3f} | {v:.3f} |")
+    if student is not None:
+        print(f"\nCCC(student(perturbed), teacher(perturbed)), student {args.student}\n")
+        print("| perturbation | arousal | dominance | valence |\n|---|---:|---:|---:|")
+        for name, _, (a, d, v) in rows:
+            print(f"| {name} | {a:.3f} | {d:.3f} | {v:.3f} |")
     return 0
 
 
