@@ -52,16 +52,26 @@ def rss_mib() -> float:
 
 
 def programme(rate: int, seed: int = 0) -> np.ndarray:
-    """LOOP_S seconds of speech-like audio: 4 s voiced syllables, 1 s pauses, faint noise throughout."""
+    """LOOP_S seconds of speech-like audio: 4 s voiced syllables, 1 s pauses, faint noise throughout.
+
+    Made one second at a time (the phase carried over), so its float64 temporaries stay small: made in
+    one go they were about 50 MiB, which the allocator kept, and the start RSS counted them.
+    """
     rng = np.random.default_rng(seed)
-    t = np.arange(LOOP_S * rate) / rate
-    f0 = 120.0 + 60.0 * np.sin(2 * np.pi * 0.13 * t) + 20.0 * np.sin(2 * np.pi * 0.9 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 14))
-    syllables = np.maximum(0.0, np.sin(2 * np.pi * 4.3 * t)) ** 1.5
-    talking = (t % 5.0) < 4.0
-    x = 0.15 * voice / np.abs(voice).max() * syllables * talking + 3e-4 * rng.standard_normal(t.size)
-    return x.astype(np.float32)
+    out = np.empty(LOOP_S * rate, dtype=np.float32)
+    phase0, peak = 0.0, 0.0
+    for start in range(0, out.size, rate):
+        t = np.arange(start, min(start + rate, out.size)) / rate
+        f0 = 120.0 + 60.0 * np.sin(2 * np.pi * 0.13 * t) + 20.0 * np.sin(2 * np.pi * 0.9 * t)
+        phase = phase0 + 2 * np.pi * np.cumsum(f0) / rate
+        phase0 = float(phase[-1])
+        voice = sum(np.sin(k * phase) / k for k in range(1, 14))
+        peak = max(peak, float(np.abs(voice).max()))
+        syllables = np.maximum(0.0, np.sin(2 * np.pi * 4.3 * t)) ** 1.5
+        out[start:start + t.size] = voice * syllables * ((t % 5.0) < 4.0)
+    out *= 0.15 / peak
+    out += (3e-4 * rng.standard_normal(out.size)).astype(np.float32)
+    return out
 
 
 MAKE_MODEL = """
