@@ -65,7 +65,7 @@ class Wav2SmallConfig:
     per-utterance nonlinearity is the Gram matrix (docs/model-cards/wav2small-default.md measures what the
     layer is worth)."""
     mel_bands: int = 0
-    """Log-mel bands; 0: twice ``channels`` (the published layout). More bands than that make the pooled map
+    """Log-mel bands; 0: twice ``channels`` (the published layout). Any other count makes the pooled map
     channels x ceil(mel_bands / 2) and the feature ``channels * (ceil(mel_bands / 2) + channels)`` wide; with a
     512-point STFT, 64 bands are 46 Hz apart below 1 kHz, close enough to resolve the harmonics of most voices."""
 
