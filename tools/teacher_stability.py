@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--student", type=Path, help="also score this student against the teacher")
     args = ap.parse_args(argv)
 
-    from edgeser.distill import load_windows
+    from edgeser.distill import _predict, load_windows
     from edgeser.label import read_labels
     from edgeser.metrics import ccc
     from edgeser.teachers import load_teacher
@@ -77,24 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         from edgeser import models
 
         torch.set_num_threads(1)
-        student = models.load(args.student).eval()
-
-    def follow(batch: np.ndarray, target: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            return ccc(student(torch.from_numpy(batch)).numpy(), target)
+        student = models.load(args.student)  # _predict (distill's batched evaluation) puts it in eval mode
 
     print(f"{len(x)} clips of {args.labels}, teacher {teacher.identity}\n")
-    rows = []
-    for name, f, random in [("none", lambda c: c, False), *perturbations(np.random.default_rng(args.seed))]:
+    rows = [("none", None, ccc(_predict(student, x), clean) if student is not None else None)]
+    for name, f, random in perturbations(np.random.default_rng(args.seed)):
         self_agree, followed = [], []
         for _ in range(args.repeats if random else 1):
             batch = np.stack([f(c) for c in x]).astype(np.float32)
             out = teacher(batch)
             self_agree.append(ccc(out, clean))
             if student is not None:
-                followed.append(follow(batch, out))
+                followed.append(ccc(_predict(student, batch), out))
         rows.append((name, np.mean(self_agree, axis=0), np.mean(followed, axis=0) if followed else None))
     print("CCC(teacher(perturbed), teacher(clean))\n")
     print("| perturbation | arousal | dominance | valence |\n|---|---:|---:|---:|")
