@@ -9,6 +9,9 @@ probabilities and ranges of an :class:`AugmentConfig`:
   Kaldi's speed perturbation does);
 - speed warping: a speed that drifts smoothly within the clip, which reshapes its pitch contour and
   rhythm (the range, slope and local movement of F0) rather than only shifting it;
+- formant shifting: the spectral envelope (vocal tract) moved up or down in frequency while pitch and
+  tempo stay, a longer or shorter vocal tract for the same voice (with a speed change, pitch and
+  formants then move independently, so the clip sounds like another speaker);
 - random crops of a window out of a longer clip, or a shortened and shifted copy of a clip that is
   exactly one window long;
 - additive noise at a random SNR: white, pink (1/f) or babble (a sum of other clips of the batch);
@@ -34,6 +37,7 @@ __all__ = [
     "gain",
     "speed",
     "warp",
+    "formant",
     "random_crop",
     "white_noise",
     "pink_noise",
@@ -64,6 +68,10 @@ class AugmentConfig:
     """Probability of a speed warp (:func:`warp`)."""
     warp_depth: float = 0.08
     """Largest deviation of the warped speed from 1 (0.08: between 0.92 and 1.08 times)."""
+    formant_prob: float = 0.0
+    """Probability of a formant shift (:func:`formant`)."""
+    formant_range: tuple[float, float] = (0.87, 1.15)
+    """Range of the formant frequency factor (>1: a shorter vocal tract, higher formants)."""
     crop_prob: float = 0.5
     """Probability that a clip as long as the window is shortened and shifted (longer clips are always cropped)."""
     crop_min_fraction: float = 0.6
@@ -80,10 +88,12 @@ class AugmentConfig:
     """Range of the weight of the original clip in a mix."""
 
     def __post_init__(self) -> None:
-        for name in ("speed_prob", "warp_prob", "crop_prob", "noise_prob", "mix_prob"):
+        for name in ("speed_prob", "warp_prob", "formant_prob", "crop_prob", "noise_prob", "mix_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{name.replace('_', '-')} must be a probability between 0 and 1, got {value}")
+        if not 0.0 < self.formant_range[0] <= self.formant_range[1]:
+            raise InputError(f"formant range must be two positive factors, low first, got {self.formant_range}")
         if not 0.0 <= self.warp_depth < 1.0:
             raise InputError(f"warp depth must be at least 0 and under 1, got {self.warp_depth}")
 
@@ -100,7 +110,8 @@ class AugmentConfig:
     @classmethod
     def off(cls) -> AugmentConfig:
         """No augmentation at all (gain 0 dB, every probability 0)."""
-        return cls(gain_db=(0.0, 0.0), speed_prob=0.0, warp_prob=0.0, crop_prob=0.0, noise_prob=0.0, mix_prob=0.0)
+        return cls(gain_db=(0.0, 0.0), speed_prob=0.0, warp_prob=0.0, formant_prob=0.0, crop_prob=0.0,
+                   noise_prob=0.0, mix_prob=0.0)
 
 
 def _power(x: np.ndarray) -> np.ndarray:
@@ -147,6 +158,66 @@ def warp(x: np.ndarray, depth: float, rng: np.random.Generator, *, rate: int = 1
     positions = np.concatenate([[0.0], np.cumsum(1.0 + depth * curve[:-1])])
     positions = positions[positions <= n - 1]
     return np.interp(positions, np.arange(n), x).astype(np.float32)
+
+
+FORMANT_NFFT = 512
+"""Frame of the formant shift's STFT (32 ms at 16 kHz: harmonics of voices above about 60 Hz resolved)."""
+FORMANT_HOP = 128
+FORMANT_ORDER = 20
+"""Order of the linear-prediction envelope (about 2 poles per kHz of a 16 kHz signal, plus spare)."""
+
+
+def _lpc_log_envelope(frames: np.ndarray, order: int, size: int) -> np.ndarray:
+    """Log magnitude (F, size // 2 + 1) of the all-pole envelope 1/|A(f)| of windowed frames (F, size)."""
+    power = np.abs(np.fft.rfft(frames, n=size, axis=1)) ** 2
+    r = np.fft.irfft(power, n=size, axis=1)[:, : order + 1]
+    r[:, 0] = np.maximum(r[:, 0] * (1.0 + 1e-6), 1e-12)  # white-noise correction; silent frames stay finite
+    a = np.zeros((frames.shape[0], order + 1))
+    a[:, 0] = 1.0
+    err = r[:, 0].copy()
+    for i in range(1, order + 1):  # Levinson-Durbin, all frames at once
+        k = -(r[:, i] + np.einsum("fj,fj->f", a[:, 1:i], r[:, i - 1 : 0 : -1])) / err
+        a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1 : 0 : -1]
+        a[:, i] = k
+        err = np.maximum(err * (1.0 - k * k), 1e-12 * r[:, 0])
+    return -np.log(np.abs(np.fft.rfft(a, n=size, axis=1)) + 1e-12)
+
+
+def formant(x: np.ndarray, factor: float) -> np.ndarray:
+    """Move the spectral envelope of a (T,) clip by ``factor`` in frequency; pitch, timing and length stay.
+
+    Per 32 ms frame (hop 8 ms, Hann window), the spectrum is divided by its linear-prediction envelope
+    (order FORMANT_ORDER: the vocal tract's resonances) and multiplied by the same envelope read at
+    ``f / factor``, so a formant at f moves to ``factor * f`` (past the band edge the envelope holds its
+    last value); the harmonics (the pitch) and the phase are kept, and the frames are overlap-added back.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[0]
+    if abs(factor - 1.0) < 1e-6 or n < FORMANT_NFFT:
+        return x.copy()
+    hop, size = FORMANT_HOP, FORMANT_NFFT
+    frames = 1 + -(-(n + size) // hop)
+    padded = np.zeros((frames - 1) * hop + size, dtype=np.float64)
+    padded[size // 2 : size // 2 + n] = x
+    window = np.hanning(size + 1)[:-1]
+    index = np.arange(size)[None, :] + hop * np.arange(frames)[:, None]
+    framed = padded[index] * window
+    spectrum = np.fft.rfft(framed, axis=1)
+    envelope = _lpc_log_envelope(framed, FORMANT_ORDER, size)
+    bins = spectrum.shape[1]
+    source = np.clip(np.arange(bins) / factor, 0, bins - 1)
+    low = np.minimum(source.astype(np.int64), bins - 2)
+    frac = source - low
+    moved = envelope[:, low] * (1 - frac) + envelope[:, low + 1] * frac
+    shifted = spectrum * np.exp(moved - envelope)
+    out = np.zeros_like(padded)
+    norm = np.zeros_like(padded)
+    chunks = np.fft.irfft(shifted, n=size, axis=1) * window
+    for i in range(frames):  # overlap-add
+        out[i * hop : i * hop + size] += chunks[i]
+        norm[i * hop : i * hop + size] += window**2
+    y = out[size // 2 : size // 2 + n] / np.maximum(norm[size // 2 : size // 2 + n], 1e-3)
+    return y.astype(np.float32)
 
 
 def random_crop(
@@ -253,12 +324,14 @@ class Augmenter:
         self.rng = np.random.default_rng(self.seed)
 
     def clip(self, x: np.ndarray, samples: int) -> np.ndarray:
-        """Speed perturbation, speed warp and a random crop of one (T,) clip to exactly ``samples`` samples."""
+        """Speed perturbation, speed warp, formant shift and a random crop of one (T,) clip to ``samples`` samples."""
         c, rng = self.config, self.rng
         if c.speed_prob > 0 and rng.random() < c.speed_prob:
             x = speed(x, float(rng.uniform(*c.speed_range)))
         if c.warp_prob > 0 and rng.random() < c.warp_prob:
             x = warp(x, c.warp_depth, rng)
+        if c.formant_prob > 0 and rng.random() < c.formant_prob:
+            x = formant(x, float(rng.uniform(*c.formant_range)))
         return random_crop(x, samples, rng, shorten_prob=c.crop_prob, min_fraction=c.crop_min_fraction)
 
     def batch(
@@ -266,8 +339,8 @@ class Augmenter:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Augment a list of clips (any lengths) into a (N, samples) batch, with targets (N, D) mixed alike.
 
-        Order: speed, warp and crop per clip, then mixup, then noise (babble from the batch's clean clips),
-        then gain.
+        Order: speed, warp, formant shift and crop per clip, then mixup, then noise (babble from the batch's
+        clean clips), then gain.
         """
         c, rng = self.config, self.rng
         x = np.stack([self.clip(np.asarray(clip, dtype=np.float32), samples) for clip in clips])

@@ -105,7 +105,14 @@ class DistillConfig:
     """torch intra-op threads."""
 
     def validate(self) -> None:
-        """Raises InputError for an unknown loss or a non-positive count."""
+        """Raises InputError for an unknown loss, a non-positive count or a student that cannot be built.
+
+        Called before any labels or audio are read, so a mistyped option fails at once.
+        """
+        from . import models
+
+        with torch.random.fork_rng(devices=[]):  # building it draws initial weights: leave the caller's RNG alone
+            models.create_model(self.student, **self.student_config)
         if self.loss not in LOSSES:
             raise InputError(f"unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
         for name in ("epochs", "batch_size", "lr", "threads"):

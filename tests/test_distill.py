@@ -331,13 +331,68 @@ def test_a_speed_warp_reshapes_the_pitch_contour_where_speed_only_shifts_it() ->
     assert not np.allclose(on.clip(tone, 32_000), tone[:32_000]) and np.array_equal(off.clip(tone, 32_000), tone)
 
 
-@pytest.mark.parametrize("option", ["--warp-prob", "--speed-prob", "--noise-prob", "--mix-prob"])
+def _vowel(f0: float, formants: tuple[float, ...], seconds: float = 1.0) -> np.ndarray:
+    """A harmonic series at ``f0`` shaped by resonances (100 Hz half-width) at ``formants``."""
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    x = sum(sum(1 / np.sqrt(1 + ((k * f0 - f) / 100) ** 2) for f in formants) * np.sin(2 * np.pi * k * f0 * t)
+            for k in range(1, int(7800 // f0) + 1))
+    return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+def _harmonic_amplitudes(x: np.ndarray, f0: float) -> np.ndarray:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return np.array([spectrum[int(round(k * f0 * len(x) / 16_000))] for k in range(1, int(7800 // f0) + 1)])
+
+
+def _autocorrelation_pitch(x: np.ndarray) -> float:
+    ac = np.correlate(x[:4000], x[:4000], "full")[3999:]
+    lo, hi = 16_000 // 450, 16_000 // 70
+    return 16_000 / (lo + int(np.argmax(ac[lo:hi])))
+
+
+@pytest.mark.parametrize("factor", [0.87, 1.15])
+def test_a_formant_shift_moves_the_resonances_and_keeps_the_pitch(factor: float) -> None:
+    vowel = _vowel(150.0, (800.0, 2400.0))
+    shifted = augment.formant(vowel, factor)
+    assert shifted.shape == vowel.shape and shifted.dtype == np.float32
+    assert _autocorrelation_pitch(shifted) == pytest.approx(_autocorrelation_pitch(vowel), rel=0.01)
+    # Energy-weighted frequency of the harmonics below 3 kHz: moves with the resonances, by about the factor.
+    centroid = [float((a[:20] ** 2 * np.arange(1, 21) * 150.0).sum() / (a[:20] ** 2).sum())
+                for a in (_harmonic_amplitudes(vowel, 150.0), _harmonic_amplitudes(shifted, 150.0))]
+    assert 0.6 <= (centroid[1] / centroid[0] - 1) / (factor - 1) <= 1.4
+    # The strongest harmonic under 1.5 kHz follows the first formant (800 Hz to 696 or 920).
+    strongest = 150.0 * (1 + int(np.argmax(_harmonic_amplitudes(shifted, 150.0)[:10])))
+    assert abs(strongest - 800.0 * factor) <= 75.0
+    assert np.abs(augment.formant(vowel, 1.0001) - vowel)[800:-800].max() < 1e-3  # nearly the identity
+    assert np.array_equal(augment.formant(vowel, 1.0), vowel)
+    assert not np.any(augment.formant(np.zeros(8000, np.float32), factor))  # silence stays silence
+
+
+def test_the_augmenter_applies_formant_shifts_only_when_asked() -> None:
+    vowel = _vowel(200.0, (700.0,), seconds=2.0)
+    on = augment.Augmenter(augment.AugmentConfig(formant_prob=1.0, speed_prob=0.0, crop_prob=0.0), seed=0)
+    off = augment.Augmenter(augment.AugmentConfig(speed_prob=0.0, crop_prob=0.0), seed=0)
+    assert not np.allclose(on.clip(vowel, 32_000), vowel, atol=1e-2) and np.array_equal(off.clip(vowel, 32_000), vowel)
+    with pytest.raises(InputError, match="formant range"):
+        augment.AugmentConfig(formant_range=(1.1, 0.9))
+
+
+@pytest.mark.parametrize("option", ["--warp-prob", "--formant-prob", "--speed-prob", "--noise-prob", "--mix-prob"])
 def test_a_probability_outside_0_1_is_a_one_line_input_error(option: str, tmp_path: Path) -> None:
     out = tmp_path / "s.safetensors"
     result = CliRunner().invoke(app, ["distill", "--labels", str(tmp_path / "none.csv"), "--out", str(out),
                                       option, "1.5"])
     assert result.exit_code == 2, result.output
     assert f"{option.lstrip('-')} must be a probability between 0 and 1, got 1.5" in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_bad_student_setting_fails_before_the_labels_are_read(tmp_path: Path) -> None:
+    out = tmp_path / "s.safetensors"
+    result = CliRunner().invoke(app, ["distill", "--labels", str(tmp_path / "none.csv"), "--out", str(out),
+                                      "--student-config", "mel_bands=1"])
+    assert result.exit_code == 2, result.output
+    assert "mel_bands" in result.output and "none.csv" not in result.output
     assert not any(tmp_path.iterdir())
 
 

@@ -7,8 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from ..augment import AugmentConfig
 from ..errors import InputError, OutputError
 from ._app import app, console, handle_errors
+
+_AUG = AugmentConfig()
+"""Default augmentation ranges, quoted in the help texts."""
 
 
 def _items(sources: list[Path]) -> list[Any]:
@@ -153,10 +157,17 @@ def distill(
     augment: Annotated[bool, typer.Option(help="Waveform augmentation of the training windows.")] = True,
     noise_prob: Annotated[float, typer.Option(help="Probability of added noise (white, pink or babble).")] = 0.6,
     min_snr_db: Annotated[float, typer.Option(help="Lowest SNR of added noise in dB (highest: 30).")] = 5.0,
-    speed_prob: Annotated[float, typer.Option(help="Probability of a 0.9-1.1 speed change.")] = 0.5,
+    speed_prob: Annotated[
+        float, typer.Option(help="Probability of a {}-{}x speed change (tempo and pitch).".format(*_AUG.speed_range))
+    ] = _AUG.speed_prob,
     mix_prob: Annotated[float, typer.Option(help="Probability of mixing two windows (mixup).")] = 0.0,
     warp_prob: Annotated[
-        float, typer.Option(help="Probability of a speed warp (speed drifting in 0.92-1.08; reshapes the F0 contour).")
+        float, typer.Option(help=f"Probability of a speed warp (speed drifting in {1 - _AUG.warp_depth:g}-"
+                            f"{1 + _AUG.warp_depth:g}x; reshapes the F0 contour).")
+    ] = 0.0,
+    formant_prob: Annotated[
+        float, typer.Option(help="Probability of a formant shift (formants moved by {}-{}x; pitch and tempo kept)."
+                            .format(*_AUG.formant_range))
     ] = 0.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved beside --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
@@ -164,13 +175,13 @@ def distill(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a student on a teacher's labels only, validating on held-out speakers every epoch."""
-    from ..augment import AugmentConfig
     from ..distill import DistillConfig
     from ..distill import distill as run_distill
 
     _check_out(out, resume=resume, overwrite=overwrite)
     aug = (AugmentConfig(noise_prob=noise_prob, snr_db=(min_snr_db, max(min_snr_db, 30.0)), speed_prob=speed_prob,
-                         mix_prob=mix_prob, warp_prob=warp_prob) if augment else AugmentConfig.off())
+                         mix_prob=mix_prob, warp_prob=warp_prob, formant_prob=formant_prob)
+           if augment else AugmentConfig.off())
     config = DistillConfig(
         student=student,
         student_config=_overrides(student_config or []),
