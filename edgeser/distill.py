@@ -50,6 +50,7 @@ __all__ = [
     "ccc_loss",
     "checkpoint_paths",
     "choose_val_speakers",
+    "config_of",
     "load_windows",
 ]
 
@@ -128,6 +129,38 @@ class DistillConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
+        """The inverse of :meth:`to_dict` (unknown keys, e.g. from a newer edgeser, are ignored)."""
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if isinstance(known.get("augment"), dict):
+            known["augment"] = AugmentConfig.from_dict(known["augment"])
+        if isinstance(known.get("loss_weights"), list):
+            known["loss_weights"] = tuple(known["loss_weights"])
+        return cls(**known)
+
+
+def config_of(checkpoint: str | Path) -> DistillConfig:
+    """The configuration a student checkpoint was distilled with, read from its metadata.
+
+    ``dataclasses.replace(config_of(DEFAULT_STUDENT), seed=1)`` is the embedded default's recipe with
+    another seed (its labels file is in the metadata too, as ``labels``).
+
+    Raises:
+        InputError: the file is not a readable safetensors file or was not written by ``edgeser distill``.
+    """
+    from . import models
+
+    extra = models.read_metadata(checkpoint).get("extra")
+    try:
+        saved = json.loads(extra)["config"] if extra else None
+    except (ValueError, KeyError, TypeError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise InputError("no distillation settings in its metadata (not written by edgeser distill)",
+                         path=checkpoint)
+    return DistillConfig.from_dict(saved)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -69,3 +70,35 @@ def test_teacher_stability_reports_self_agreement_and_the_student(
         direct = ccc(models.load(student).eval()(torch.from_numpy(x)).numpy(), load_teacher(teacher_onnx)(x))
     assert np.allclose(student_rows["none"], direct, atol=6e-4)
     assert re.search(r"^\| white noise 10 dB SNR \|", text, re.M)
+
+
+@pytest.fixture(scope="module")
+def default_labels(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
+    """The tiny corpus labelled by the embedded default teacher (the hint probe reads its internals)."""
+    out = tmp_path_factory.mktemp("hint") / "labels.csv"
+    label(list_audio(corpus), load_teacher("default"), out, config=LabelConfig(window_seconds=1.0))
+    return out
+
+
+def test_the_hint_probe_trains_the_default_recipe_and_saves_its_history(default_labels: Path, tmp_path: Path) -> None:
+    out = tmp_path / "hint.safetensors"
+    assert _tool("probe_hint_distillation").main(
+        ["--labels", str(default_labels), "--out", str(out), "--epochs", "2", "--windows-per-epoch", "16",
+         "--val-speakers", "spk3"]) == 0
+    student = models.load(out)
+    assert student.cfg.n_fft == 512 and student.cfg.hop_length == 256  # the shipped default's layout
+    history = json.loads(models.read_metadata(out)["extra"])["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and all(len(h["val_ccc"]) == 3 for h in history)
+
+
+def test_the_std_pooling_probe_registers_a_student_that_trains_on_the_default_recipe() -> None:
+    from edgeser.defaults import default_student_path
+    from edgeser.distill import config_of
+
+    _tool("probe_std_pooling").register()
+    recipe = config_of(default_student_path())
+    model = models.create_model("wav2small.std", **recipe.student_config)
+    plain = models.create_model(recipe.student, **recipe.student_config)
+    extra = model.cfg.channels * model.cfg.pooled_width
+    assert model.adv.in_features == plain.cfg.hidden + extra
+    assert model(torch.randn(2, 16_000)).shape == (2, 3)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edgeser import augment, models
 from edgeser.audio import list_audio
 from edgeser.cli import app
-from edgeser.distill import DistillConfig, ccc_loss, checkpoint_paths, distill
+from edgeser.distill import DistillConfig, ccc_loss, checkpoint_paths, config_of, distill
 from edgeser.errors import InputError
 from edgeser.label import LabelConfig, label, read_labels
 from edgeser.metrics import ccc
@@ -61,6 +61,13 @@ def test_distill_lowers_the_loss_and_saves_loadable_checkpoints(tmp_path: Path, 
     with torch.no_grad():
         assert model(torch.from_numpy(x)).shape == (2, 3)
     assert extra["teacher"] == table.teacher
+    assert config_of(out) == _config(epochs=4)  # the whole recipe comes back from the checkpoint
+    config = _config(augment=augment.AugmentConfig(formant_prob=0.3, mix_prob=0.2), loss_weights=(1.0, 1.0, 2.0))
+    assert DistillConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    plain = tmp_path / "plain.safetensors"
+    models.save(models.create_model("wav2small", **TINY_STUDENT), plain, extra={"made_by": "a test"})
+    with pytest.raises(InputError, match="no distillation settings in its metadata"):
+        config_of(plain)
 
 
 def test_resume_continues_from_the_saved_epoch(tmp_path: Path, labels: Path) -> None:

@@ -3,7 +3,8 @@
 The embedded reference teacher is eGeMAPS-style functionals -> logistic regression -> posterior-weighted
 table (docs/model-cards/reference-teacher.md). This probe reads two of its intermediate tensors as well as
 its A/D/V output: the 7 category logits (centred per window) and the 118 standardised functionals. It trains the default
-student's layout (13 channels, n_fft 512, hop 256) with the distill loss on A/D/V (ccc+mse) plus
+student's layout (13 channels, n_fft 512, hop 256; the layout, loss, learning rate, batch, weight averaging
+and augmentation are read from the shipped default's metadata) with the distill loss on A/D/V (ccc+mse) plus
 ``--weight`` times the MSE between a training-only linear map of the student's feature and those hints
 (standardised per dimension on 512 training windows), with the online teacher, augmentation, schedule and
 weight averaging of `edgeser distill`. ``--weight 0`` is the same run without hints. It validates on the
@@ -47,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     from torch.optim.swa_utils import AveragedModel
 
     from edgeser import models
-    from edgeser.augment import AugmentConfig, Augmenter
-    from edgeser.distill import _ema_step, _loss, _predict, _schedule, load_windows
+    from edgeser.augment import Augmenter
+    from edgeser.defaults import default_student_path
+    from edgeser.distill import _ema_step, _loss, _predict, _schedule, config_of, load_windows
     from edgeser.label import read_labels
     from edgeser.metrics import ccc
     from edgeser.teachers import DEFAULT_TEACHER
@@ -77,26 +79,28 @@ def main(argv: list[str] | None = None) -> int:
     _, sample = teacher(x_train[rng.choice(len(x_train), min(512, len(x_train)), replace=False)])
     mean, std = sample.mean(0), sample.std(0) + 1e-3
 
+    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with
     torch.manual_seed(args.seed)
-    model = models.create_model("wav2small", n_fft=512, hop_length=256)
+    model = models.create_model(recipe.student, **recipe.student_config)
     hint_map = torch.nn.Linear(model.cfg.hidden, sample.shape[1])
-    ema = AveragedModel(model, avg_fn=_ema_step(0.998), use_buffers=True)
+    ema = AveragedModel(model, avg_fn=_ema_step(recipe.ema), use_buffers=True)
     params = [p for p in model.parameters() if p.requires_grad] + list(hint_map.parameters())
-    opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.01)
-    steps = args.windows_per_epoch // 16
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.01)  # 0.01 as in the card's runs (distill: 1e-4)
+    batch = recipe.batch_size
+    steps = args.windows_per_epoch // batch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(args.epochs * steps))
-    aug = Augmenter(AugmentConfig(noise_prob=0.6, snr_db=(5.0, 30.0), speed_prob=0.5, mix_prob=0.5), seed=args.seed)
+    aug = Augmenter(recipe.augment, seed=args.seed)
     weights, history = torch.ones(3), []
     for epoch in range(1, args.epochs + 1):
         start = time.time()
         model.train()
         order = rng.permutation(len(x_train))[: args.windows_per_epoch]
-        for s in range(0, len(order), 16):
-            idx = order[s : s + 16]
+        for s in range(0, len(order), batch):
+            idx = order[s : s + batch]
             xb, _ = aug.batch([x_train[i] for i in idx], np.zeros((len(idx), 3), np.float32), x.shape[1])
             yb, hb = teacher(xb)
             feature = model.vgg7(torch.from_numpy(xb))
-            loss = _loss("ccc+mse", model.head(feature), torch.from_numpy(yb), weights)
+            loss = _loss(recipe.loss, model.head(feature), torch.from_numpy(yb), weights)
             if args.weight > 0:
                 target = torch.from_numpy((hb - mean) / std)
                 loss = loss + args.weight * ((hint_map(feature) - target) ** 2).mean()

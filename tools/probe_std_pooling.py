@@ -3,10 +3,11 @@
 The embedded teacher's features are means *and standard deviations* over time of its frame descriptors
 (docs/model-cards/reference-teacher.md); a Wav2Small pools a weighted mean only. This probe registers
 ``wav2small.std`` in-process (the default layout plus ``sqrt(E_w[lin^2] - E_w[lin]^2)`` of the attention
-pooling, C x W more features into the linear head) and distils it with the default student's recipe
-(``tools/train_default_student.sh``: n_fft 512, hop 256, ccc+mse, 64 x 1,500 windows, lr 3e-3, EMA
-0.998, online default teacher, noise 0.6 from 5 dB, speed 0.5, mixing 0.5, validation speakers 12 and
-09). ``--baseline`` trains the plain default layout with the same code, e.g. for another seed.
+pooling, C x W more features into the linear head) and distils it with the default student's recipe,
+read from the shipped checkpoint's metadata (``edgeser.distill.config_of``; ``tools/train_default_student.sh``:
+n_fft 512, hop 256, ccc+mse, 64 x 1,500 windows, lr 3e-3, EMA 0.998, online default teacher, noise 0.6
+from 5 dB, speed 0.5, mixing 0.5, validation speakers 12 and 09). ``--baseline`` trains the plain default
+layout with the same code, e.g. for another seed.
 
 It is not exported anywhere (no export path knows the extra pooling); the measured result is in
 docs/model-cards/wav2small-default.md (run P1: no gain).
@@ -18,6 +19,7 @@ docs/model-cards/wav2small-default.md (run P1: no gain).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", action="store_true", help="train the plain default layout instead")
     args = ap.parse_args(argv)
 
-    from edgeser.augment import AugmentConfig
-    from edgeser.distill import DistillConfig, distill
+    from edgeser.defaults import default_student_path
+    from edgeser.distill import config_of, distill
 
     register()
-    aug = AugmentConfig(noise_prob=0.6, snr_db=(5.0, 30.0), speed_prob=0.5, mix_prob=0.5)
-    config = DistillConfig(student="wav2small" if args.baseline else "wav2small.std",
-                           student_config={"n_fft": 512, "hop_length": 256}, epochs=64, windows_per_epoch=1500,
-                           batch_size=16, lr=3e-3, loss="ccc+mse", ema=0.998, teacher="default",
-                           val_speakers=["12", "09"], augment=aug, seed=args.seed, threads=1)
+    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with
+    config = replace(recipe, student=recipe.student if args.baseline else "wav2small.std", seed=args.seed)
     result = distill(args.labels, args.out, config=config)
     print(f"best epoch {result.best_epoch}: validation CCC {result.best_ccc}")
     return 0
