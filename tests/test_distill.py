@@ -286,11 +286,11 @@ def test_cli_distill(tmp_path: Path, labels: Path) -> None:
     assert exists.exit_code == 5 and "output exists already" in exists.output
     tuned_out = tmp_path / "tuned.safetensors"
     tuned = CliRunner().invoke(
-        app, [*args[:3], "--out", str(tuned_out), *args[5:], "--init", str(out), "--ema", "0.9",
-              "--loss-weights", "1", "1", "2"]
+        app, [*args[:3], "--out", str(tuned_out), *args[5:-1], "--init", str(out), "--ema", "0.9",
+              "--loss-weights", "1", "1", "2", "--formant-prob", "0.5"]  # augmented, formant shifts included
     )
     assert tuned.exit_code == 0, tuned.output
-    assert json.loads(models.read_metadata(tuned_out)["extra"])["config"]["loss_weights"] == [1, 1, 2]
+    assert config_of(tuned_out).loss_weights == (1, 1, 2) and config_of(tuned_out).augment.formant_prob == 0.5
     bad = CliRunner().invoke(app, [*args[:3], "--out", str(tmp_path / "x.safetensors"), "--loss", "l1"])
     assert bad.exit_code == 2 and "unknown loss" in bad.output
 
