@@ -249,12 +249,17 @@ def choose_val_speakers(table: LabelTable, config: DistillConfig) -> tuple[np.nd
     return mask, held
 
 
-def load_windows(table: LabelTable, window_samples: int, *, progress: Any = None) -> np.ndarray:
+def load_windows(table: LabelTable, window_samples: int | None = None, *, progress: Any = None) -> np.ndarray:
     """Read every labelled window once: (N, window_samples) float32, zero-padded at the end.
+
+    ``window_samples`` defaults to the table's longest window (what ``edgeser distill`` trains on unless
+    given ``--window-seconds``).
 
     Raises:
         InputError: an audio file is missing, unreadable or changed since labelling (sha256 differs).
     """
+    if window_samples is None:
+        window_samples = int(round(float(table.duration_s.max()) * SAMPLING_RATE))
     out = np.zeros((len(table), window_samples), dtype=np.float32)
     by_file: dict[Path, list[int]] = {}
     for i, f in enumerate(table.files):
@@ -589,10 +594,11 @@ def distill(
     out = Path(out)
     torch.set_num_threads(config.threads)
     table = labels if isinstance(labels, LabelTable) else read_labels(labels)
-    window = int(round((config.window_seconds or float(table.duration_s.max())) * SAMPLING_RATE))
     val_mask, held = choose_val_speakers(table, config)
+    given = int(round(config.window_seconds * SAMPLING_RATE)) if config.window_seconds else None
     with _bars(progress) as bars:
-        x = load_windows(table, window, progress=bars)
+        x = load_windows(table, given, progress=bars)  # None: the table's longest window
+        window = x.shape[1]
         data = (x[~val_mask], table.targets[~val_mask], x[val_mask], table.targets[val_mask])
         per_epoch = min(len(data[0]), config.windows_per_epoch or len(data[0]))
         run = _new_run(config, max(1, per_epoch // config.batch_size), _online_teacher(config, table))

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from edgeser import augment, models
-from edgeser.audio import SAMPLING_RATE
 from edgeser.distill import DistillConfig, distill, load_windows
 from edgeser.label import read_labels
 from edgeser.metrics import ccc
@@ -37,7 +36,7 @@ VAL_SPEAKERS = ["12", "09"]
 def _scores(student: Path, labels: Path, keep: Any = None) -> np.ndarray:
     table = read_labels(labels)
     rows = np.arange(len(table)) if keep is None else np.array([i for i in range(len(table)) if keep(table, i)])
-    windows = load_windows(table, int(round(table.duration_s.max() * SAMPLING_RATE)))[rows]
+    windows = load_windows(table)[rows]
     return ccc(predict(student, windows), table.targets[rows])
 
 

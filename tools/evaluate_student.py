@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeser.audio import SAMPLING_RATE
 from edgeser.defaults import CATEGORY_ADV as NRC_VAD
 from edgeser.distill import load_windows
 from edgeser.label import read_labels
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     table = read_labels(args.labels)
-    windows = load_windows(table, int(round(table.duration_s.max() * SAMPLING_RATE)))
+    windows = load_windows(table)
     pred = predict(args.student, windows)
     print(f"{len(table)} windows of {len(set(table.files))} files; student {args.student.name}\n")
     print("| CCC(student, teacher) | " + " | ".join(DIMENSIONS) + " | mean |")

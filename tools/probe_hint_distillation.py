@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return adv, np.concatenate([h.reshape(len(x), -1) for h in hints], 1)
 
     table = read_labels(args.labels)
-    x = load_windows(table, int(round(float(table.duration_s.max()) * 16_000)))  # as distill does
+    x = load_windows(table)  # the longest window, as distill does
     val = np.isin(np.array(table.speakers), args.val_speakers)
     x_train, x_val, y_val = x[~val], x[val], table.targets[val]
     rng = np.random.default_rng(args.seed)

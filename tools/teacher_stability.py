@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeser.teachers import load_teacher
 
     table = read_labels(args.labels)
-    x = load_windows(table, int(round(float(table.duration_s.max()) * 16_000)))
+    x = load_windows(table)
     teacher = load_teacher(args.teacher)
     clean = teacher(x)
     student = None
