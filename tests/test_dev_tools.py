@@ -102,3 +102,19 @@ def test_the_std_pooling_probe_registers_a_student_that_trains_on_the_default_re
     extra = model.cfg.channels * model.cfg.pooled_width
     assert model.adv.in_features == plain.cfg.hidden + extra
     assert model(torch.randn(2, 16_000)).shape == (2, 3)
+
+
+def test_the_prototype_head_probe_gives_a_weighted_mean_of_its_learnt_prototypes() -> None:
+    from edgeser.defaults import default_student_path
+    from edgeser.distill import config_of
+
+    _tool("probe_proto_head").register(5)
+    recipe = config_of(default_student_path())
+    model = models.create_model("wav2small.proto", **recipe.student_config).eval()
+    assert model.adv.out_features == 5 and model.proto.shape == (5, 3)
+    with torch.no_grad():
+        model.proto.copy_(torch.tensor([[0.0, 1.0, 0.2], [1.0, 0.0, 0.9], [0.5] * 3, [0.3] * 3, [0.7] * 3]))
+        out = model(torch.randn(4, 16_000))
+    lo, hi = model.proto.min(0).values, model.proto.max(0).values
+    assert out.shape == (4, 3) and bool(((out >= lo - 1e-6) & (out <= hi + 1e-6)).all())
+    assert {n for n, p in model.named_parameters() if p.requires_grad} >= {"proto", "adv.weight", "adv.bias"}
