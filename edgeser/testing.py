@@ -141,3 +141,26 @@ def with_relu_head(model: Any) -> Any:
         twin.adv.weight.copy_(torch.cat([eye, -eye], 1))
         twin.adv.bias.zero_()
     return twin
+
+
+def with_softmax_head(model: Any) -> Any:
+    """A twin with a softmax head (``head_hidden`` 6, ``head_softmax`` 1) that follows the linear head.
+
+    The hidden logits are ``+z`` and ``-z`` for the linear outputs ``z``, and output d is the weight of ``+z_d``
+    minus that of ``-z_d`` (times 3), plus the mean output: an increasing function of ``z_d`` with about the
+    same spread, so exporters of the ``head_softmax`` layout can be tested on a student with sound outputs.
+    """
+    import torch
+
+    from . import models
+
+    twin = models.create_model(model.arch, **{**model.config(), "head_hidden": 6, "head_softmax": 1}).eval()
+    twin.vgg7.load_state_dict(model.vgg7.state_dict())
+    eye = torch.eye(3)
+    with torch.no_grad():
+        centre = model.adv.bias.clone()
+        twin.mlp.weight.copy_(torch.cat([model.adv.weight, -model.adv.weight]))
+        twin.mlp.bias.copy_(torch.cat([model.adv.bias - centre, centre - model.adv.bias]))
+        twin.adv.weight.copy_(3.0 * torch.cat([eye, -eye], 1))
+        twin.adv.bias.copy_(centre)
+    return twin

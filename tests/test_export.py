@@ -79,6 +79,27 @@ def test_quantise_moves_the_head_bias_by_the_calibration_offset(exported, tmp_pa
     np.testing.assert_allclose((f - q).mean(0), 0.0, atol=1e-5)  # no mean offset left on the calibration windows
 
 
+def test_a_softmax_head_is_head_not_attention_and_takes_the_bias_correction(student, tmp_path):
+    from edgeser.testing import with_softmax_head
+
+    model = with_softmax_head(models.load(student).eval())
+    cal = np.random.default_rng(0).standard_normal((8, 16000)).astype(np.float32) * 0.1
+    (tmp_path / "f").mkdir()
+    art = export(model, tmp_path / "f" / "model.onnx", recipe=load_recipe("rpi"), spec=SPEC)
+    graph = onnx.load(str(art.path)).graph
+    ops = {n.name: n.op_type for n in graph.node}
+    groups = node_groups(graph)
+    head = [ops[n] for n in groups["head"]]
+    assert head.count("Gemm") == 2 and head.count("Softmax") == 1
+    assert [ops[n] for n in groups["softmax"]].count("Softmax") == 1  # the attention's, over time
+    assert sum(op == "Softmax" for op in ops.values()) == 2
+    (q,) = quantise(art, tmp_path, cal, recipe=load_recipe("rpi", **{"quantise.reduce_range": "false"}))
+    shift = np.array(q.details["output_bias_correction"], dtype=np.float32)
+    np.testing.assert_allclose(_head_bias(q.path) - _head_bias(art.path), shift, atol=1e-7)
+    out = open_model(q.path).predict(cal)
+    np.testing.assert_allclose((open_model(art.path).predict(cal) - out).mean(0), 0.0, atol=1e-5)
+
+
 def test_a_hidden_relu_head_exports_and_takes_the_bias_correction(student, tmp_path):
     from edgeser.testing import with_relu_head
 
@@ -119,6 +140,7 @@ def test_export_check_fails_past_tolerance(tmp_path):
 @pytest.mark.parametrize(("name", "config"), [("wav2small", {}), ("wav2small.wide", {}),
                                               ("wav2small", {"n_fft": 512, "hop_length": 256}),
                                               ("wav2small", {"head_hidden": 8}),
+                                              ("wav2small", {"head_hidden": 8, "head_softmax": 1}),
                                               ("wav2small", {"n_fft": 512, "hop_length": 256, "mel_bands": 41})])
 def test_export_view_computes_the_same_function(name, config):
     torch.manual_seed(0)

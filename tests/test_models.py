@@ -39,6 +39,28 @@ def test_head_hidden_adds_a_relu_layer_before_the_outputs(tmp_path):
     assert models.create_model("wav2small").mlp is None  # the published layout has no such layer
 
 
+def test_head_softmax_makes_the_outputs_a_weighted_mean_of_learnt_rows(tmp_path):
+    torch.manual_seed(0)
+    m = models.create_model("wav2small", head_hidden=5, head_softmax=1).eval()
+    assert models.count_parameters(m)[0] == models.count_parameters(models.create_model("wav2small", head_hidden=5))[0]
+    rows = m.adv.weight.t()  # (5, 3): one A/D/V row per hidden unit, drawn in 0.2..0.8, no bias yet
+    assert bool(((rows >= 0.2) & (rows <= 0.8)).all()) and not m.adv.bias.any()
+    x = torch.randn(3, 16000) * 0.1
+    with torch.no_grad():
+        weights = m.mlp(m.vgg7(x)).softmax(1)
+        assert torch.allclose(m(x), weights @ rows, atol=1e-6)
+        lo, hi = rows.min(0).values, rows.max(0).values
+        assert bool(((m(x) >= lo - 1e-6) & (m(x) <= hi + 1e-6)).all())
+        m.mlp.bias[2] = 1e3  # one unit takes all the weight: the output is its row
+        assert torch.allclose(m(x), rows[2].expand(3, 3), atol=1e-6)
+    back = models.load(models.save(m, tmp_path / "s.safetensors"))
+    assert back.cfg.head_softmax == 1 and torch.equal(back(x), m(x))
+    relu = models.create_model("wav2small", head_hidden=5).eval()
+    relu.load_state_dict(m.state_dict())  # the same keys and shapes: only the activation differs
+    with torch.no_grad():
+        assert not torch.allclose(relu(x), m(x))
+
+
 def test_mel_bands_widen_the_pooled_map_not_the_convs(tmp_path):
     m = models.create_model("wav2small", n_fft=512, hop_length=256, mel_bands=64).eval()
     c, width = 13, 32  # 64 bands, halved by the max-pool
@@ -55,7 +77,8 @@ def test_mel_bands_widen_the_pooled_map_not_the_convs(tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [{"head_hidden": -1}, {"channels": 0}, {"bogus": 1}, {"mel_bands": -2},
-                                       {"mel_bands": 1}, {"mel_bands": 40}])
+                                       {"mel_bands": 1}, {"mel_bands": 40}, {"head_softmax": 1},
+                                       {"head_softmax": 2, "head_hidden": 4}, {"head_softmax": 1, "head_hidden": 1}])
 def test_bad_wav2small_hyper_parameters_raise_input_error(overrides):
     with pytest.raises(InputError):
         models.create_model("wav2small", **overrides)

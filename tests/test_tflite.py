@@ -211,6 +211,26 @@ def test_a_hidden_relu_head_is_full_integer_on_coral(student, corpus, held_out, 
 
 
 @pytest.mark.slow
+def test_a_softmax_head_is_full_integer_on_coral_and_not_taken_for_the_attention(student, corpus, held_out, tmp_path):
+    from edgeser.testing import with_softmax_head
+
+    tflite = _tflite()
+    model = with_softmax_head(models.load(student).eval())
+    recipe = _small("coral")
+    art = tflite.export(model, tmp_path / "model.float.tflite", recipe=recipe, spec=SPEC)
+    (int8,) = tflite.quantise(art, tmp_path, _windows(corpus)[::2], recipe=recipe, model=model)
+    audit = int8.details["audit"]
+    assert all(r["int8"] for r in audit), [r for r in audit if not r["int8"]]
+    assert [(r["part"], r["op"]) for r in audit[-3:]] == [("head", "FULLY_CONNECTED"), ("head", "SOFTMAX"),
+                                                          ("head", "FULLY_CONNECTED")]
+    assert any(r["part"] == "softmax" for r in audit)  # the attention is still found before the head
+    with torch.no_grad():
+        ref = model(torch.from_numpy(held_out)).numpy()
+    assert np.abs(open_model(art.path).predict(held_out) - ref).max() < 1e-4
+    assert min(ccc(open_model(int8.path).predict(held_out), ref)) > 0.9
+
+
+@pytest.mark.slow
 def test_coral_cpu_frontend_plus_body_matches_the_whole_torch_model(built, student, held_out):
     art, _ = built["coral"]
     with torch.no_grad():

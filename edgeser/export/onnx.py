@@ -157,7 +157,8 @@ def node_groups(graph: Any) -> dict[str, set[str]]:
     frontend: every node the first 2-D convolution depends on (normalisation, STFT, mel, log).
     softmax: the attention logits (the ``sof`` 1x1 conv), the Softmax over time, and the Mul applying it;
         int8 steps on the logits become large relative changes after exp.
-    head: everything after the attention pooling's ReduceSum (Gram matrix, Concat, linear head).
+    head: everything after the attention pooling's ReduceSum (Gram matrix, Concat, linear head, and the
+        softmax of a ``head_softmax`` layer, which is not the attention's).
     body: the rest (conv blocks, max-pool, 1x1 attention convs).
     """
     producers = {out: n for n in graph.node for out in n.output}
@@ -178,16 +179,16 @@ def node_groups(graph: Any) -> dict[str, set[str]]:
     conv2d = next((n for n in graph.node if n.op_type == "Conv" and len(n.input) > 1
                    and n.input[1] in inits and len(inits[n.input[1]].dims) == 4), None)
     frontend = ancestors(conv2d) if conv2d is not None else set()
-    softmax = {n.name for n in graph.node if n.op_type == "Softmax"}
-    soft_inputs = {i for n in graph.node if n.name in softmax for i in n.input}
-    soft_outputs = {o for n in graph.node if n.name in softmax for o in n.output}
-    softmax |= {producers[i].name for i in soft_inputs if i in producers}  # the 1x1 conv giving the logits
-    softmax |= {n.name for n in graph.node if n.op_type == "Mul" and soft_outputs & set(n.input)}
     reduce = next((n for n in graph.node if n.op_type == "ReduceSum" and n.name not in frontend), None)
     head: set[str] = set()
     if reduce is not None:
         order = [n.name for n in graph.node]
         head = set(order[order.index(reduce.name):])
+    softmax = {n.name for n in graph.node if n.op_type == "Softmax" and n.name not in head}
+    soft_inputs = {i for n in graph.node if n.name in softmax for i in n.input}
+    soft_outputs = {o for n in graph.node if n.name in softmax for o in n.output}
+    softmax |= {producers[i].name for i in soft_inputs if i in producers}  # the 1x1 conv giving the logits
+    softmax |= {n.name for n in graph.node if n.op_type == "Mul" and soft_outputs & set(n.input)}
     body = {n.name for n in graph.node} - frontend - softmax - head
     return {"frontend": frontend, "softmax": softmax, "head": head, "body": body}
 

@@ -64,6 +64,10 @@ class Wav2SmallConfig:
     (keys ``mlp.*``); 0: the published linear head. Pooling averages over time, so without it the only
     per-utterance nonlinearity is the Gram matrix (docs/model-cards/wav2small-default.md measures what the
     layer is worth)."""
+    head_softmax: int = 0
+    """1: the ``head_hidden`` layer ends in a softmax instead of a ReLU, so the outputs are a weighted mean of
+    ``head_hidden`` learnt A/D/V rows (the columns of ``adv.weight``, initialised in 0.2..0.8) plus
+    ``adv.bias``: the form of a teacher that answers with category posteriors times a table. 0: ReLU."""
     mel_bands: int = 0
     """Log-mel bands; 0: twice ``channels`` (the published layout). Any other count makes the pooled map
     channels x ceil(mel_bands / 2) and the feature ``channels * (ceil(mel_bands / 2) + channels)`` wide; with a
@@ -74,6 +78,9 @@ class Wav2SmallConfig:
             raise InputError(f"channels must be 1 or more, got {self.channels}")
         if self.head_hidden < 0:
             raise InputError(f"head_hidden must be 0 or more, got {self.head_hidden}")
+        if self.head_softmax not in (0, 1) or (self.head_softmax and self.head_hidden < 2):
+            raise InputError(f"head_softmax must be 0, or 1 with head_hidden 2 or more; got head_softmax "
+                             f"{self.head_softmax} with head_hidden {self.head_hidden}")
         if self.mel_bands < 0 or 0 < self.mel_bands < 2 or 2 * self.mel_bands > self.n_fft:
             raise InputError(f"mel_bands must be 0 (twice channels) or 2..n_fft/2 ({self.n_fft // 2}), "
                              f"got {self.mel_bands}")
@@ -152,9 +159,13 @@ class Vgg7(nn.Module):
         return self.body(self.features(x))
 
 
-def _read_out(feature: torch.Tensor, mlp: nn.Linear | None, adv: nn.Linear) -> torch.Tensor:
-    """Feature (B, C (W + C)) -> (B, 3): ``adv``, after ``relu(mlp)`` when the layout has that layer."""
-    return adv(feature if mlp is None else torch.relu(mlp(feature)))
+def _read_out(feature: torch.Tensor, mlp: nn.Linear | None, adv: nn.Linear, softmax: bool) -> torch.Tensor:
+    """Feature (B, C (W + C)) -> (B, 3): ``adv``, after ``relu(mlp)`` (``softmax(mlp)`` with ``softmax``)
+    when the layout has that layer."""
+    if mlp is None:
+        return adv(feature)
+    hidden = mlp(feature)
+    return adv(hidden.softmax(1) if softmax else torch.relu(hidden))
 
 
 class Wav2Small(nn.Module):
@@ -168,13 +179,17 @@ class Wav2Small(nn.Module):
         self.vgg7 = Vgg7(self.cfg)
         self.mlp = nn.Linear(self.cfg.hidden, self.cfg.head_hidden) if self.cfg.head_hidden else None
         self.adv = nn.Linear(self.cfg.head_hidden or self.cfg.hidden, 3)
+        if self.cfg.head_softmax:  # prototypes spread over the labels' range; the bias starts at zero
+            with torch.no_grad():
+                self.adv.weight.copy_(0.2 + 0.6 * torch.rand(self.cfg.head_hidden, 3).t())
+                self.adv.bias.zero_()
 
     def config(self) -> dict[str, int]:
         return self.cfg.to_dict()
 
     def head(self, feature: torch.Tensor) -> torch.Tensor:
-        """Feature (B, C (W + C)) -> (B, 3) A/D/V: the linear head, after the ReLU layer when there is one."""
-        return _read_out(feature, self.mlp, self.adv)
+        """Feature (B, C (W + C)) -> (B, 3) A/D/V: the linear head, after the hidden layer when there is one."""
+        return _read_out(feature, self.mlp, self.adv, bool(self.cfg.head_softmax))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.vgg7(x))
@@ -313,7 +328,7 @@ class Wav2SmallExportView(nn.Module):
         self.convs = nn.ModuleList(_folded_conv(b, padded, first=i == 0) for i, b in enumerate(blocks))
         self.maxpool = v.maxpool_A  # 3x3, stride 2, pad 1: the same in either layout
         self.lin, self.sof = _padded_1x1(v.lin, padded), _padded_1x1(v.sof, padded)
-        self.mlp, self.adv = model.mlp, model.adv
+        self.mlp, self.adv, self.head_softmax = model.mlp, model.adv, bool(cfg.head_softmax)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = prenorm(x)
@@ -328,7 +343,7 @@ class Wav2SmallExportView(nn.Module):
             if i == 2:
                 x = self.maxpool(x)  # (B, P, M/2, frames/2)
         x = (self.lin(x) * self.sof(x).softmax(3)).sum(3)[:, : self.channels]  # (B, C, W)
-        return _read_out(Vgg7.with_gram(x), self.mlp, self.adv)
+        return _read_out(Vgg7.with_gram(x), self.mlp, self.adv, self.head_softmax)
 
 
 @register_model
