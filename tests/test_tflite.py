@@ -193,37 +193,22 @@ def test_coral_int8_runs_on_silence_with_peaked_attention(student, corpus, tmp_p
 
 
 @pytest.mark.slow
-def test_a_hidden_relu_head_is_full_integer_on_coral(student, corpus, held_out, tmp_path):
-    from edgeser.testing import with_relu_head
+@pytest.mark.parametrize(("twin", "tail"), [
+    ("with_relu_head", ["FULLY_CONNECTED", "FULLY_CONNECTED"]),  # hidden layer, outputs
+    ("with_softmax_head", ["FULLY_CONNECTED", "SOFTMAX", "FULLY_CONNECTED"]),  # not taken for the attention
+])
+def test_a_hidden_head_layer_is_full_integer_on_coral(twin, tail, student, corpus, held_out, tmp_path):
+    from edgeser import testing
 
     tflite = _tflite()
-    model = with_relu_head(models.load(student).eval())
+    model = getattr(testing, twin)(models.load(student).eval())
     recipe = _small("coral")
     art = tflite.export(model, tmp_path / "model.float.tflite", recipe=recipe, spec=SPEC)
     (int8,) = tflite.quantise(art, tmp_path, _windows(corpus)[::2], recipe=recipe, model=model)
     audit = int8.details["audit"]
     assert all(r["int8"] for r in audit), [r for r in audit if not r["int8"]]
-    assert [(r["part"], r["op"]) for r in audit[-2:]] == [("head", "FULLY_CONNECTED")] * 2  # hidden layer, outputs
-    with torch.no_grad():
-        ref = model(torch.from_numpy(held_out)).numpy()
-    assert np.abs(open_model(art.path).predict(held_out) - ref).max() < 1e-4
-    assert min(ccc(open_model(int8.path).predict(held_out), ref)) > 0.9
-
-
-@pytest.mark.slow
-def test_a_softmax_head_is_full_integer_on_coral_and_not_taken_for_the_attention(student, corpus, held_out, tmp_path):
-    from edgeser.testing import with_softmax_head
-
-    tflite = _tflite()
-    model = with_softmax_head(models.load(student).eval())
-    recipe = _small("coral")
-    art = tflite.export(model, tmp_path / "model.float.tflite", recipe=recipe, spec=SPEC)
-    (int8,) = tflite.quantise(art, tmp_path, _windows(corpus)[::2], recipe=recipe, model=model)
-    audit = int8.details["audit"]
-    assert all(r["int8"] for r in audit), [r for r in audit if not r["int8"]]
-    assert [(r["part"], r["op"]) for r in audit[-3:]] == [("head", "FULLY_CONNECTED"), ("head", "SOFTMAX"),
-                                                          ("head", "FULLY_CONNECTED")]
-    assert any(r["part"] == "softmax" for r in audit)  # the attention is still found before the head
+    assert [(r["part"], r["op"]) for r in audit[-len(tail):]] == [("head", op) for op in tail]
+    assert any(r["part"] == "softmax" for r in audit)  # the attention pooling, before the head
     with torch.no_grad():
         ref = model(torch.from_numpy(held_out)).numpy()
     assert np.abs(open_model(art.path).predict(held_out) - ref).max() < 1e-4

@@ -9,7 +9,10 @@ switch between corners of the A/D/V space as sharply as the features allow. It i
 teacher's A/D/V labels only (the teacher's categories and table are not used).
 
 The probe registers ``wav2small.proto`` in-process and distils it with the default student's recipe,
-read from the shipped checkpoint's metadata (``edgeser.distill.config_of``). Nothing exports it; the
+read from the shipped checkpoint's metadata (``edgeser.distill.config_of``). The library has the same
+head since: ``edgeser distill --student-config head_hidden=K --student-config head_softmax=1`` (keys
+``mlp.*`` for this probe's ``adv.*``, and ``adv.weight`` = P transposed with a zero ``adv.bias``; the
+initial draw differs), which every exporter handles; this probe stays to replay runs K1-K3. The
 measured result is in docs/model-cards/wav2small-default.md (runs K1-K3: a small gain in mean CCC, valence
 not past 0.78).
 
