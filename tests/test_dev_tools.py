@@ -86,7 +86,8 @@ def test_the_hint_probe_trains_the_default_recipe_and_saves_its_history(default_
         ["--labels", str(default_labels), "--out", str(out), "--epochs", "2", "--windows-per-epoch", "16",
          "--val-speakers", "spk3"]) == 0
     student = models.load(out)
-    assert student.cfg.n_fft == 512 and student.cfg.hop_length == 256  # the shipped default's layout
+    assert student.cfg.n_fft == 512 and student.cfg.hop_length == 256  # F3's layout: the shipped default's
+    assert student.cfg.head_hidden == 0  # less its softmax head
     history = json.loads(models.read_metadata(out)["extra"])["history"]
     assert [h["epoch"] for h in history] == [1, 2] and all(len(h["val_ccc"]) == 3 for h in history)
 

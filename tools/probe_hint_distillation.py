@@ -2,9 +2,10 @@
 
 The embedded reference teacher is eGeMAPS-style functionals -> logistic regression -> posterior-weighted
 table (docs/model-cards/reference-teacher.md). This probe reads two of its intermediate tensors as well as
-its A/D/V output: the 7 category logits (centred per window) and the 118 standardised functionals. It trains the default
-student's layout (13 channels, n_fft 512, hop 256; the layout, loss, learning rate, batch, weight averaging
-and augmentation are read from the shipped default's metadata) with the distill loss on A/D/V (ccc+mse) plus
+its A/D/V output: the 7 category logits (centred per window) and the 118 standardised functionals. It
+trains the earlier default student F3's layout (13 channels, n_fft 512, hop 256; the layout, loss,
+learning rate, batch, weight averaging and augmentation are read from the shipped default's metadata,
+less its softmax head) with the distill loss on A/D/V (ccc+mse) plus
 ``--weight`` times the MSE between a training-only linear map of the student's feature and those hints
 (standardised per dimension on 512 training windows), with the online teacher, augmentation, schedule and
 weight averaging of `edgeser distill`. ``--weight 0`` is the same run without hints. It validates on the
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     _, sample = teacher(x_train[rng.choice(len(x_train), min(512, len(x_train)), replace=False)])
     mean, std = sample.mean(0), sample.std(0) + 1e-3
 
-    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with
+    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with,
+    linear = {k: v for k, v in recipe.student_config.items() if k not in ("head_hidden", "head_softmax")}
+    recipe = replace(recipe, student_config=linear)  # less its softmax head: F3's recipe, as the card's runs
     torch.manual_seed(args.seed)
     model = models.create_model(recipe.student, **recipe.student_config)
     hint_map = torch.nn.Linear(model.cfg.hidden, sample.shape[1])

@@ -8,11 +8,12 @@ learnt prototype rows P (K x 3, initialised uniformly in 0.2..0.8, learnt with t
 switch between corners of the A/D/V space as sharply as the features allow. It is trained on the
 teacher's A/D/V labels only (the teacher's categories and table are not used).
 
-The probe registers ``wav2small.proto`` in-process and distils it with the default student's recipe,
-read from the shipped checkpoint's metadata (``edgeser.distill.config_of``). The library has the same
-head since: ``edgeser distill --student-config head_hidden=K --student-config head_softmax=1`` (keys
-``mlp.*`` for this probe's ``adv.*``, and ``adv.weight`` = P transposed with a zero ``adv.bias``; the
-initial draw differs), which every exporter handles; this probe stays to replay runs K1-K3. The
+The probe registers ``wav2small.proto`` in-process and distils it with F3's recipe: the shipped
+default's, read from its metadata (``edgeser.distill.config_of``), less its softmax head (``head_hidden``,
+``head_softmax``). The library has the same head since: ``edgeser distill --student-config
+head_hidden=K --student-config head_softmax=1`` (keys ``mlp.*`` for this probe's ``adv.*``, and
+``adv.weight`` = P transposed with a zero ``adv.bias``; the initial draw differs), which every exporter
+handles, and the default student KL1 uses; this probe stays to replay runs K1-K3. The
 measured result is in docs/model-cards/wav2small-default.md (runs K1-K3: a small gain in mean CCC, valence
 not past 0.78).
 
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgeser.distill import config_of, distill
 
     register(args.prototypes)
-    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with
+    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with,
+    linear = {k: v for k, v in recipe.student_config.items() if k not in ("head_hidden", "head_softmax")}
+    recipe = replace(recipe, student_config=linear)  # less its softmax head: F3's recipe, as the card's runs
     result = distill(args.labels, args.out, config=replace(recipe, student="wav2small.proto", seed=args.seed))
     print(f"best epoch {result.best_epoch}: validation CCC {result.best_ccc}")
     return 0

@@ -2,12 +2,12 @@
 
 The embedded teacher's features are means *and standard deviations* over time of its frame descriptors
 (docs/model-cards/reference-teacher.md); a Wav2Small pools a weighted mean only. This probe registers
-``wav2small.std`` in-process (the default layout plus ``sqrt(E_w[lin^2] - E_w[lin]^2)`` of the attention
-pooling, C x W more features into the linear head) and distils it with the default student's recipe,
-read from the shipped checkpoint's metadata (``edgeser.distill.config_of``; ``tools/train_default_student.sh``:
+``wav2small.std`` in-process (F3's layout plus ``sqrt(E_w[lin^2] - E_w[lin]^2)`` of the attention
+pooling, C x W more features into the linear head) and distils it with F3's recipe: the shipped
+default's, read from its metadata (``edgeser.distill.config_of``; ``tools/train_default_student.sh``:
 n_fft 512, hop 256, ccc+mse, 64 x 1,500 windows, lr 3e-3, EMA 0.998, online default teacher, noise 0.6
-from 5 dB, speed 0.5, mixing 0.5, validation speakers 12 and 09). ``--baseline`` trains the plain default
-layout with the same code, e.g. for another seed.
+from 5 dB, speed 0.5, mixing 0.5, validation speakers 12 and 09), less its softmax head (``head_hidden``,
+``head_softmax``). ``--baseline`` trains F3's plain layout with the same code, e.g. for another seed.
 
 It is not exported anywhere (no export path knows the extra pooling); the measured result is in
 docs/model-cards/wav2small-default.md (run P1: no gain).
@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     from edgeser.distill import config_of, distill
 
     register()
-    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with
+    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with,
+    linear = {k: v for k, v in recipe.student_config.items() if k not in ("head_hidden", "head_softmax")}
+    recipe = replace(recipe, student_config=linear)  # less its softmax head: F3's recipe, as the card's runs
     config = replace(recipe, student=recipe.student if args.baseline else "wav2small.std", seed=args.seed)
     result = distill(args.labels, args.out, config=config)
     print(f"best epoch {result.best_epoch}: validation CCC {result.best_ccc}")

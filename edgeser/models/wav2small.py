@@ -15,9 +15,9 @@ preset              channels  trainable    frozen (STFT convs; mel is a buffer)
 The paper quotes 72K parameters for its variant, whose exact layout is not published; the ``wide``
 preset is edgeser's own widening of the published layout (n_fft 128, 64 mel bands), not that variant.
 
-The embedded default student is ``wav2small`` with ``n_fft=512, hop_length=256`` (the same 10,806 trainable
-parameters; 263,168 frozen STFT weights, which checkpoints and ONNX exports rebuild instead of storing):
-docs/model-cards/wav2small-default.md measures why.
+The embedded default student is ``wav2small`` with ``n_fft=512, hop_length=256, head_hidden=8,
+head_softmax=1`` (12,528 trainable parameters; 263,168 frozen STFT weights, which checkpoints and ONNX
+exports rebuild instead of storing): docs/model-cards/wav2small-default.md measures why.
 """
 
 from __future__ import annotations
