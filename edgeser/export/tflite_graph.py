@@ -6,7 +6,8 @@ Every op of the first subgraph gets a *part*, like :func:`edgeser.export.onnx.no
 - ``frontend``: every op the first convolution after a LOG depends on (normalisation, STFT, mel, log);
 - ``softmax``: SOFTMAX ops (or a decomposed EXP softmax) up to the MUL that applies the weights;
 - ``head``: the attention pooling's SUM and everything after it (Gram matrix, linear head, the SOFTMAX of
-  a ``head_softmax`` layer: a softmax from the first FULLY_CONNECTED on is never the attention's);
+  a ``head_softmax`` layer: a softmax after the first FULLY_CONNECTED outside the front-end is never the
+  attention's);
 - ``body``: the rest (conv blocks, max-pool, 1x1 attention convs).
 
 Output tensors are renamed ``<part>/<op index>`` so quantisers can select parts by name.
@@ -175,7 +176,7 @@ def parts(model: Any) -> list[str]:
             if any(names[a] == "LOG" for a in before):
                 frontend = before
                 break
-    first_fc = next((i for i, n in enumerate(names) if n == "FULLY_CONNECTED"), len(names))
+    first_fc = next((i for i, n in enumerate(names) if n == "FULLY_CONNECTED" and i not in frontend), len(names))
     softmax = _softmax_ops(graph, names, frontend | set(range(first_fc, len(names))))
     if softmax:  # the head starts after the attention pooling
         head_start = max(softmax) + 1
