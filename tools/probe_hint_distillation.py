@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     _, sample = teacher(x_train[rng.choice(len(x_train), min(512, len(x_train)), replace=False)])
     mean, std = sample.mean(0), sample.std(0) + 1e-3
 
-    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with,
-    linear = {k: v for k, v in recipe.student_config.items() if k not in ("head_hidden", "head_softmax")}
-    recipe = replace(recipe, student_config=linear)  # less its softmax head: F3's recipe, as the card's runs
+    # the settings the shipped default was distilled with, less its softmax head: F3's, as the card's runs
+    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax"))
     torch.manual_seed(args.seed)
     model = models.create_model(recipe.student, **recipe.student_config)
     hint_map = torch.nn.Linear(model.cfg.hidden, sample.shape[1])

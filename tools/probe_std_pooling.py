@@ -64,9 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgeser.distill import config_of, distill
 
     register()
-    recipe = config_of(default_student_path())  # the settings the shipped default was distilled with,
-    linear = {k: v for k, v in recipe.student_config.items() if k not in ("head_hidden", "head_softmax")}
-    recipe = replace(recipe, student_config=linear)  # less its softmax head: F3's recipe, as the card's runs
+    # the settings the shipped default was distilled with, less its softmax head: F3's, as the card's runs
+    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax"))
     config = replace(recipe, student=recipe.student if args.baseline else "wav2small.std", seed=args.seed)
     result = distill(args.labels, args.out, config=config)
     print(f"best epoch {result.best_epoch}: validation CCC {result.best_ccc}")
