@@ -123,6 +123,15 @@ def tiny_student(path: Path, corpus_csv: Path, *, seed: int = 0, ridge: float = 
     return path
 
 
+def _head_twin(model: Any, **head: int) -> Any:
+    """A Wav2Small of ``model``'s config with ``head`` settings, sharing its conv body's weights (eval mode)."""
+    from . import models
+
+    twin = models.create_model(model.arch, **{**model.config(), **head}).eval()
+    twin.vgg7.load_state_dict(model.vgg7.state_dict())
+    return twin
+
+
 def with_relu_head(model: Any) -> Any:
     """The same Wav2Small function with a hidden ReLU head (``head_hidden`` 6): ``relu(z) - relu(-z)`` is ``z``.
 
@@ -130,10 +139,7 @@ def with_relu_head(model: Any) -> Any:
     """
     import torch
 
-    from . import models
-
-    twin = models.create_model(model.arch, **{**model.config(), "head_hidden": 6}).eval()
-    twin.vgg7.load_state_dict(model.vgg7.state_dict())
+    twin = _head_twin(model, head_hidden=6)
     eye = torch.eye(3)
     with torch.no_grad():
         twin.mlp.weight.copy_(torch.cat([model.adv.weight, -model.adv.weight]))
@@ -147,15 +153,12 @@ def with_softmax_head(model: Any) -> Any:
     """A twin with a softmax head (``head_hidden`` 6, ``head_softmax`` 1) that follows the linear head.
 
     The hidden logits are ``+z`` and ``-z`` for the linear outputs ``z``, and output d is the weight of ``+z_d``
-    minus that of ``-z_d`` (times 3), plus the mean output: an increasing function of ``z_d`` with about the
+    minus that of ``-z_d`` (times 3), plus the linear head's bias: an increasing function of ``z_d`` with about the
     same spread, so exporters of the ``head_softmax`` layout can be tested on a student with sound outputs.
     """
     import torch
 
-    from . import models
-
-    twin = models.create_model(model.arch, **{**model.config(), "head_hidden": 6, "head_softmax": 1}).eval()
-    twin.vgg7.load_state_dict(model.vgg7.state_dict())
+    twin = _head_twin(model, head_hidden=6, head_softmax=1)
     eye = torch.eye(3)
     with torch.no_grad():
         centre = model.adv.bias.clone()
