@@ -90,11 +90,13 @@ def tiny_teacher_onnx(path: Path) -> Path:
     return path
 
 
-def tiny_student(path: Path, corpus_csv: Path, *, seed: int = 0, ridge: float = 1e-1) -> Path:
+def tiny_student(path: Path, corpus_csv: Path, *, seed: int = 0, ridge: float = 1e-1, **config: int) -> Path:
     """A Wav2Small fitted to the tiny teacher in closed form, in seconds, and saved like any student.
 
     Random conv weights, batch-norm statistics measured on the corpus, then a ridge-regression A/D/V head
-    on the 338-wide pooled feature: a small but real student whose output tracks the teacher.
+    on the 338-wide pooled feature: a small but real student whose output tracks the teacher. ``config``
+    overrides the published layout's settings (e.g. ``shape_stats=1``: the head then reads the speech
+    statistics too); the head stays linear.
     """
     import torch
 
@@ -103,16 +105,16 @@ def tiny_student(path: Path, corpus_csv: Path, *, seed: int = 0, ridge: float = 
 
     torch.manual_seed(seed)
     x = torch.from_numpy(np.stack([load(it.path) for it in list_audio(corpus_csv)]))
-    model = models.create_model("wav2small")
+    model = models.create_model("wav2small", **config)
     with torch.no_grad():
         y = _teacher_module()(x)
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
                 m.momentum = None  # cumulative average over the calibration pass
         model.train()
         model.vgg7(x)
         model.eval()
-        feats = model.vgg7(x).double()  # (N, 338)
+        feats = model.vgg7(x).double()  # (N, 338), or (N, 338 + 104) with shape_stats
         mean = feats.mean(0)
         centred = feats - mean
         gram = centred.T @ centred + ridge * len(x) * torch.eye(feats.shape[1], dtype=torch.float64)

@@ -42,6 +42,12 @@ def student(tiny_dir: Path, corpus: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def stats_student(tiny_dir: Path, corpus: Path) -> Path:
+    """The same, with the speech statistics beside the pooled feature (``shape_stats=1``)."""
+    return testing.tiny_student(tiny_dir / "stats_student.safetensors", corpus, shape_stats=1)
+
+
+@pytest.fixture(scope="session")
 def small_recipe(tiny_dir: Path) -> Path:
     """The rpi recipe with calibration/evaluation sizes that fit the tiny corpus."""
     from edgeser.resources import recipes_dir

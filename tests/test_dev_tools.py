@@ -92,12 +92,54 @@ def test_the_hint_probe_trains_the_default_recipe_and_saves_its_history(default_
     assert [h["epoch"] for h in history] == [1, 2] and all(len(h["val_ccc"]) == 3 for h in history)
 
 
+def test_the_statistics_probe_scores_every_set_on_both_held_out_sets(default_labels: Path, capsys) -> None:
+    assert _tool("probe_statistics_mlp").main(
+        ["--labels", str(default_labels), "--eval-labels", str(default_labels), "--val-speakers", "spk3"]) == 0
+    rows = re.findall(r"^\| ([a-z:A-Z -]+) \| (\d+) \| ([-\d. /]+) \| ([-\d. /]+) \|$", capsys.readouterr().out, re.M)
+    widths = {name: int(width) for name, width, _, _ in rows}
+    assert widths == {"teacher: all": 118, "teacher: MFCC only": 76, "teacher: no MFCC": 42, "teacher: no pitch": 103,
+                      "log-mel: all frames": 104, "log-mel: speech frames": 104, "shape: speech frames": 104}
+    for _, _, val, other in rows:
+        assert all(-1.0 <= float(c) <= 1.0 for c in (val + " / " + other).split(" / "))
+
+
+F3_LESS = ("head_hidden", "head_softmax", "shape_stats")
+"""What the probes drop from the default's recipe to replay F3's (tools/probe_proto_head.py)."""
+
+
+def test_the_speech_statistics_probe_matches_the_library_layout_it_became() -> None:
+    from edgeser.defaults import default_student_path
+    from edgeser.distill import config_of
+
+    tool = _tool("probe_mel_stats")
+    recipe = config_of(default_student_path(), without=("shape_stats",))
+    assert recipe.student_config["head_softmax"] == 1  # KL1's recipe
+    torch.manual_seed(0)
+    x = torch.randn(2, 16_000) * 0.1
+    x[1, 9_000:] = 0.0
+    tool.register(centre=True)
+    probe = models.create_model("wav2small.stats", **recipe.student_config).eval()
+    library = models.create_model("wav2small", **recipe.student_config, shape_stats=1).eval()
+    state = {("vgg7." + k if k.startswith("stats_norm.") else k): v for k, v in probe.state_dict().items()}
+    library.load_state_dict(state)
+    with torch.no_grad():
+        # the library's loudness is within 0.26 dB of the probe's log, so a frame near the 35 dB threshold
+        # (a sigmoid 2 dB wide) can weigh a few percent more or less: close, not equal
+        assert torch.allclose(probe(x), library(x), atol=1e-2)
+        probe_stats, library_stats = probe.stats(probe.vgg7.features(x)), library.vgg7(x)[:, -104:]
+        assert torch.allclose(probe.stats_norm(probe_stats), library_stats, atol=0.05)
+    tool.register(centre=False)  # the plain log-mel: not the library's statistics
+    plain = models.create_model("wav2small.stats", **recipe.student_config).eval()
+    with torch.no_grad():
+        assert not torch.allclose(plain.stats(plain.vgg7.features(x)), probe_stats, atol=1e-2)
+
+
 def test_the_std_pooling_probe_registers_a_student_that_trains_on_the_default_recipe() -> None:
     from edgeser.defaults import default_student_path
     from edgeser.distill import config_of
 
     _tool("probe_std_pooling").register()
-    recipe = config_of(default_student_path())
+    recipe = config_of(default_student_path(), without=F3_LESS)
     model = models.create_model("wav2small.std", **recipe.student_config)
     plain = models.create_model(recipe.student, **recipe.student_config)
     extra = model.cfg.channels * model.cfg.pooled_width
@@ -110,7 +152,7 @@ def test_the_prototype_head_probe_gives_a_weighted_mean_of_its_learnt_prototypes
     from edgeser.distill import config_of
 
     _tool("probe_proto_head").register(5)
-    recipe = config_of(default_student_path())
+    recipe = config_of(default_student_path(), without=F3_LESS)
     model = models.create_model("wav2small.proto", **recipe.student_config).eval()
     assert model.adv.out_features == 5 and model.proto.shape == (5, 3)
     with torch.no_grad():

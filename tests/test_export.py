@@ -5,6 +5,7 @@ import torch
 
 from edgeser import models
 from edgeser.errors import ExportCheckError
+from edgeser.metrics import ccc
 from edgeser.export.onnx import export, node_groups, quantise
 from edgeser.recipe import load_recipe
 from edgeser.runtime import open_model
@@ -100,6 +101,33 @@ def test_a_softmax_head_is_head_not_attention_and_takes_the_bias_correction(stud
     np.testing.assert_allclose((open_model(art.path).predict(cal) - out).mean(0), 0.0, atol=1e-5)
 
 
+def test_speech_statistics_stay_float_with_the_head_on_rpi(stats_student, corpus, tmp_path):
+    from edgeser.audio import list_audio, load
+
+    model = models.load(stats_student).eval()
+    clips = np.stack([load(it.path) for it in list_audio(corpus)])
+    cal, held_out = clips[::2], clips[1::2]
+    (tmp_path / "f").mkdir()
+    art = export(model, tmp_path / "f" / "model.onnx", recipe=load_recipe("rpi"), spec=SPEC)
+    graph = onnx.load(str(art.path)).graph
+    ops = {n.name: n.op_type for n in graph.node}
+    groups = node_groups(graph)
+    assert [ops[n] for n in groups["head"]].count("Sigmoid") == 1  # the speech weights, computed after the pooling
+    assert not any(ops[n] in ("Sigmoid", "Exp", "Relu", "BatchNormalization") and n in groups["softmax"]
+                   for n in ops)
+    assert [ops[n] for n in groups["softmax"]].count("Softmax") == 1  # only the attention's
+    assert "Sigmoid" not in [ops[n] for n in groups["body"]]
+    (q,) = quantise(art, tmp_path, cal, recipe=load_recipe("rpi", **{"quantise.reduce_range": "false"}))
+    graph = onnx.load(str(q.path)).graph
+    quantised = {i for n in graph.node if n.op_type == "DequantizeLinear" for i in n.output}
+    sigmoid = next(n for n in graph.node if n.op_type == "Sigmoid")
+    assert not set(sigmoid.input) & quantised  # the statistics run in float
+    with torch.no_grad():
+        ref = model(torch.from_numpy(held_out)).numpy()
+    assert np.abs(open_model(art.path).predict(held_out) - ref).max() < 1e-4
+    assert min(ccc(open_model(q.path).predict(held_out), ref)) > 0.9
+
+
 def test_a_hidden_relu_head_exports_and_takes_the_bias_correction(student, tmp_path):
     from edgeser.testing import with_relu_head
 
@@ -141,13 +169,15 @@ def test_export_check_fails_past_tolerance(tmp_path):
                                               ("wav2small", {"n_fft": 512, "hop_length": 256}),
                                               ("wav2small", {"head_hidden": 8}),
                                               ("wav2small", {"head_hidden": 8, "head_softmax": 1}),
-                                              ("wav2small", {"n_fft": 512, "hop_length": 256, "mel_bands": 41})])
+                                              ("wav2small", {"n_fft": 512, "hop_length": 256, "mel_bands": 41}),
+                                              ("wav2small", {"n_fft": 512, "hop_length": 256, "head_hidden": 8,
+                                                             "head_softmax": 1, "shape_stats": 1})])
 def test_export_view_computes_the_same_function(name, config):
     torch.manual_seed(0)
     model = models.create_model(name, **config).eval()
     with torch.no_grad():
         for m in model.modules():  # batch-norm statistics away from the identity, so folding is exercised
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)

@@ -76,9 +76,52 @@ def test_mel_bands_widen_the_pooled_map_not_the_convs(tmp_path):
     assert models.create_model("wav2small", mel_bands=0).cfg.n_mels == 26  # 0: twice the channels
 
 
+def test_shape_stats_are_the_speech_frames_moments_of_the_spectral_shape(tmp_path):
+    from edgeser.models.wav2small import SPEECH_DB, _db_of_sum, shape_stats
+
+    rng = np.random.default_rng(0)
+    mel = torch.from_numpy(rng.normal(0.0, 6.0, (1, 40, 26)).astype(np.float32))  # dB, (B, frames, bands)
+    stats = shape_stats(mel)
+    assert stats.shape == (1, 4 * 26)
+    shape = mel - mel.mean(2, keepdim=True)
+    torch.testing.assert_close(stats[:, :26], shape.mean(1), atol=0.05, rtol=0)  # every frame loud: plain moments
+    torch.testing.assert_close(stats[:, 26:52], shape.std(1, unbiased=False), atol=0.05, rtol=0)
+    delta = shape[:, 2:] - shape[:, :-2]
+    torch.testing.assert_close(stats[:, 52:78], delta.mean(1), atol=0.05, rtol=0)
+    torch.testing.assert_close(shape_stats(mel + 17.0), stats)  # loudness does not change the shape
+    silence = torch.full((1, 30, 26), -100.0)  # zero padding after the log: far under the speech
+    torch.testing.assert_close(shape_stats(torch.cat([mel, silence], 1)), stats, atol=1e-3, rtol=0)
+    quiet = torch.cat([mel, mel - (SPEECH_DB + 20.0)], 1)  # a quieter copy of the clip counts for almost nothing
+    torch.testing.assert_close(shape_stats(quiet)[:, :26], stats[:, :26], atol=1e-3, rtol=0)
+    s = torch.linspace(1.0, 26.0, 500)
+    assert float((_db_of_sum(s, 26) - 10.0 * torch.log10(s)).abs().max()) < 0.26
+
+
+def test_shape_stats_widen_the_head_input_by_four_per_band(tmp_path):
+    from edgeser.models.wav2small import shape_stats
+
+    m = models.create_model("wav2small", n_fft=512, hop_length=256, head_hidden=8, head_softmax=1,
+                            shape_stats=1).eval()
+    plain = models.create_model("wav2small", n_fft=512, hop_length=256, head_hidden=8, head_softmax=1)
+    assert m.cfg.hidden == plain.cfg.hidden + 4 * 26 and m.mlp.in_features == m.cfg.hidden
+    # the embedded default's layout: 12,528 trainable + 8 head units x 104 + the batch norm's 2 x 104
+    assert models.count_parameters(m)[0] == models.count_parameters(plain)[0] + 8 * 104 + 2 * 104 == 13_568
+    assert {"vgg7.stats_norm.weight", "vgg7.stats_norm.running_var"} <= set(m.state_dict())
+    x = torch.randn(2, 16000) * 0.1
+    x[1, 8000:] = 0.0
+    with torch.no_grad():
+        mel = m.vgg7.features(x)
+        feature = m.vgg7(x)
+        assert torch.equal(feature[:, plain.cfg.hidden:], m.vgg7.stats_norm(shape_stats(mel[:, 0])))
+        assert torch.equal(m(x), m.adv(m.mlp(feature).softmax(1)))
+    back = models.load(models.save(m, tmp_path / "s.safetensors"))
+    assert back.cfg.shape_stats == 1 and torch.equal(back(x), m(x))
+
+
 @pytest.mark.parametrize("overrides", [{"head_hidden": -1}, {"channels": 0}, {"bogus": 1}, {"mel_bands": -2},
                                        {"mel_bands": 1}, {"mel_bands": 40}, {"head_softmax": 1},
-                                       {"head_softmax": 2, "head_hidden": 4}, {"head_softmax": 1, "head_hidden": 1}])
+                                       {"head_softmax": 2, "head_hidden": 4}, {"head_softmax": 1, "head_hidden": 1},
+                                       {"shape_stats": 2}, {"shape_stats": -1}])
 def test_bad_wav2small_hyper_parameters_raise_input_error(overrides):
     with pytest.raises(InputError):
         models.create_model("wav2small", **overrides)

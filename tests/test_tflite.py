@@ -216,6 +216,28 @@ def test_a_hidden_head_layer_is_full_integer_on_coral(twin, tail, student, corpu
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("target", ["coral", "android"])
+def test_speech_statistics_convert_and_are_integer_in_the_head(target, stats_student, corpus, held_out, tmp_path):
+    """The statistics (a sigmoid speech weight, moments, a LOG-free dB sum) follow the pooling, in the head:
+    int8 on both targets, every op of them on coral."""
+    tflite = _tflite()
+    model = models.load(stats_student).eval()
+    recipe = _small(target)
+    art = tflite.export(model, tmp_path / "model.float.tflite", recipe=recipe, spec=SPEC)
+    int8 = tflite.quantise(art, tmp_path, _windows(corpus)[::2], recipe=recipe, model=model)[-1]
+    audit = int8.details["audit"]
+    assert [r["part"] for r in audit if r["op"] == "LOGISTIC"] == ["head"]
+    assert [r["part"] for r in audit if r["op"] == "EXP"] == ["softmax", "head"]  # the attention's; the dB sum's
+    assert not any(r["op"] in ("LOG", "SQRT") and r["part"] != "frontend" for r in audit)
+    if target == "coral":
+        assert all(r["int8"] for r in audit), [r for r in audit if not r["int8"]]
+    with torch.no_grad():
+        ref = model(torch.from_numpy(held_out)).numpy()
+    assert np.abs(open_model(art.path).predict(held_out) - ref).max() < 1e-4
+    assert min(ccc(open_model(int8.path).predict(held_out), ref)) > 0.9
+
+
+@pytest.mark.slow
 def test_coral_cpu_frontend_plus_body_matches_the_whole_torch_model(built, student, held_out):
     art, _ = built["coral"]
     with torch.no_grad():

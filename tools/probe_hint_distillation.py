@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     _, sample = teacher(x_train[rng.choice(len(x_train), min(512, len(x_train)), replace=False)])
     mean, std = sample.mean(0), sample.std(0) + 1e-3
 
-    # the settings the shipped default was distilled with, less its softmax head: F3's, as the card's runs
-    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax"))
+    # the settings the shipped default was distilled with, less its softmax head and speech statistics: F3's
+    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax", "shape_stats"))
     torch.manual_seed(args.seed)
     model = models.create_model(recipe.student, **recipe.student_config)
     hint_map = torch.nn.Linear(model.cfg.hidden, sample.shape[1])

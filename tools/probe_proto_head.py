@@ -9,7 +9,7 @@ switch between corners of the A/D/V space as sharply as the features allow. It i
 teacher's A/D/V labels only (the teacher's categories and table are not used).
 
 The probe registers ``wav2small.proto`` in-process and distils it with F3's recipe: the shipped
-default's, read from its metadata (``edgeser.distill.config_of``), less its softmax head (``head_hidden``,
+default's, read from its metadata (``edgeser.distill.config_of``), less its softmax head and speech statistics (``head_hidden``,
 ``head_softmax``). The library has the same head since: ``edgeser distill --student-config
 head_hidden=K --student-config head_softmax=1`` (keys ``mlp.*`` for this probe's ``adv.*``, and
 ``adv.weight`` = P transposed with a zero ``adv.bias``; the initial draw differs), which every exporter
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgeser.distill import config_of, distill
 
     register(args.prototypes)
-    # the settings the shipped default was distilled with, less its softmax head: F3's, as the card's runs
-    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax"))
+    # the settings the shipped default was distilled with, less its softmax head and speech statistics: F3's
+    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax", "shape_stats"))
     result = distill(args.labels, args.out, config=replace(recipe, student="wav2small.proto", seed=args.seed))
     print(f"best epoch {result.best_epoch}: validation CCC {result.best_ccc}")
     return 0

@@ -6,7 +6,7 @@ The embedded teacher's features are means *and standard deviations* over time of
 pooling, C x W more features into the linear head) and distils it with F3's recipe: the shipped
 default's, read from its metadata (``edgeser.distill.config_of``; ``tools/train_default_student.sh``:
 n_fft 512, hop 256, ccc+mse, 64 x 1,500 windows, lr 3e-3, EMA 0.998, online default teacher, noise 0.6
-from 5 dB, speed 0.5, mixing 0.5, validation speakers 12 and 09), less its softmax head (``head_hidden``,
+from 5 dB, speed 0.5, mixing 0.5, validation speakers 12 and 09), less its softmax head and speech statistics (``head_hidden``,
 ``head_softmax``). ``--baseline`` trains F3's plain layout with the same code, e.g. for another seed.
 
 It is not exported anywhere (no export path knows the extra pooling); the measured result is in
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgeser.distill import config_of, distill
 
     register()
-    # the settings the shipped default was distilled with, less its softmax head: F3's, as the card's runs
-    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax"))
+    # the settings the shipped default was distilled with, less its softmax head and speech statistics: F3's
+    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax", "shape_stats"))
     config = replace(recipe, student=recipe.student if args.baseline else "wav2small.std", seed=args.seed)
     result = distill(args.labels, args.out, config=config)
     print(f"best epoch {result.best_epoch}: validation CCC {result.best_ccc}")

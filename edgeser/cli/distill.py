@@ -120,7 +120,8 @@ def distill(
     ] = Path("student.safetensors"),
     student: Annotated[str, typer.Option(help="Registered student (see docs/students.md).")] = "wav2small",
     student_config: Annotated[
-        list[str] | None, typer.Option(help="Student hyper-parameter key=value (repeatable).")
+        list[str] | None, typer.Option(help="Student hyper-parameter key=value (repeatable), e.g. n_fft=512, "
+                                            "head_hidden=8, shape_stats=1; the keys are in docs/students.md.")
     ] = None,
     epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 16,

@@ -75,10 +75,13 @@ def _inline_identities(path: Path) -> None:
 
 
 def _strip(path: Path) -> None:
-    """Drop intermediate shape annotations and shorten internal tensor names to ``t<i>``, in place.
+    """Drop intermediate shape annotations, shorten internal tensor names to ``t<i>`` and node names to
+    ``n<i>``, in place.
 
-    The runtime re-infers shapes and never reads tensor names; graph inputs, outputs and node names stay.
-    Saves 9-11 KB of a 53-58 KB Wav2Small int8 model (docs/int8-speed.md).
+    The runtime re-infers shapes and reads neither; graph inputs and outputs keep their names. The tensor
+    names and annotations save 9-11 KB of a 53-58 KB Wav2Small int8 model (docs/int8-speed.md); node names
+    (``/vgg7/stats_norm/BatchNormalization`` ...) are 7 KB of the default student's. Applied to the
+    shipped int8 file only: :func:`node_groups` reads the float export's names.
     """
     import onnx
 
@@ -93,7 +96,8 @@ def _strip(path: Path) -> None:
 
     for init in graph.initializer:
         init.name = short(init.name)
-    for n in graph.node:
+    for k, n in enumerate(graph.node):
+        n.name = f"n{k}"
         n.input[:] = [short(i) for i in n.input]
         n.output[:] = [short(o) for o in n.output]
     onnx.save(model, str(path))
@@ -157,8 +161,9 @@ def node_groups(graph: Any) -> dict[str, set[str]]:
     frontend: every node the first 2-D convolution depends on (normalisation, STFT, mel, log).
     softmax: the attention logits (the ``sof`` 1x1 conv), the Softmax over time, and the Mul applying it;
         int8 steps on the logits become large relative changes after exp.
-    head: everything after the attention pooling's ReduceSum (Gram matrix, Concat, linear head, and the
-        softmax of a ``head_softmax`` layer, which is not the attention's).
+    head: everything after the attention pooling's ReduceSum (Gram matrix, the speech statistics of a
+        ``shape_stats`` student, which the export view computes after the pooling, Concat, linear head, and
+        the softmax of a ``head_softmax`` layer, which is not the attention's).
     body: the rest (conv blocks, max-pool, 1x1 attention convs).
     """
     producers = {out: n for n in graph.node for out in n.output}

@@ -81,7 +81,7 @@ def _exportable(model: Any, frontend: str, pooling: str = POOLING) -> Any:
     if pooling not in POOLINGS:
         raise InputError(f"unknown pooling '{pooling}' (supported: {', '.join(POOLINGS)})")
     vgg7 = getattr(model, "vgg7", None)
-    wav2small = hasattr(model, "adv") and all(hasattr(vgg7, n) for n in ("lin", "sof", "convs", "with_gram"))
+    wav2small = hasattr(model, "adv") and all(hasattr(vgg7, n) for n in ("lin", "sof", "convs", "feature"))
     if frontend == "cpu-logmel" and not hasattr(model, "forward_features"):
         raise InputError(f"export.frontend 'cpu-logmel' needs a student with forward_features (a Wav2Small), "
                          f"got {type(model).__name__}")
@@ -120,13 +120,12 @@ def _divide_once(student: Any, *, logmel_input: bool) -> Any:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             v = self.student.vgg7
-            if not logmel_input:
-                x = v.features(x)  # waveform -> (B, 1, frames, n_mels)
-            x = v.convs(x)  # (B, C, frames/2, W)
+            mel = x if logmel_input else v.features(x)  # (B, 1, frames, n_mels)
+            x = v.convs(mel)  # (B, C, frames/2, W)
             logits = v.sof(x)
             e = torch.exp(logits - logits.amax(2, keepdim=True))
             pooled = (v.lin(x) * e).sum(2) / e.sum(2)  # (B, C, W): the pooled map, divided once
-            return self.student.head(v.with_gram(pooled))
+            return self.student.head(v.feature(pooled, mel[:, 0]))
 
     return DivideOncePooling()
 

@@ -7,7 +7,8 @@ Every op of the first subgraph gets a *part*, like :func:`edgeser.export.onnx.no
 - ``softmax``: SOFTMAX ops (or a decomposed EXP softmax) up to the MUL that applies the weights;
 - ``head``: the attention pooling's SUM and everything after it (Gram matrix, linear head, the SOFTMAX of
   a ``head_softmax`` layer: a softmax after the first FULLY_CONNECTED outside the front-end is never the
-  attention's);
+  attention's; the speech statistics of a ``shape_stats`` student, whose EXP follows the Gram matrix's
+  FULLY_CONNECTED);
 - ``body``: the rest (conv blocks, max-pool, 1x1 attention convs).
 
 Output tensors are renamed ``<part>/<op index>`` so quantisers can select parts by name.

@@ -16,12 +16,13 @@ The paper quotes 72K parameters for its variant, whose exact layout is not publi
 preset is edgeser's own widening of the published layout (n_fft 128, 64 mel bands), not that variant.
 
 The embedded default student is ``wav2small`` with ``n_fft=512, hop_length=256, head_hidden=8,
-head_softmax=1`` (12,528 trainable parameters; 263,168 frozen STFT weights, which checkpoints and ONNX
-exports rebuild instead of storing): docs/model-cards/wav2small-default.md measures why.
+head_softmax=1, shape_stats=1`` (13,568 trainable parameters; 263,168 frozen STFT weights, which
+checkpoints and ONNX exports rebuild instead of storing): docs/model-cards/wav2small-default.md measures why.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -68,6 +69,12 @@ class Wav2SmallConfig:
     """1: the ``head_hidden`` layer ends in a softmax instead of a ReLU, so the outputs are a weighted mean of
     ``head_hidden`` learnt A/D/V rows (the columns of ``adv.weight``, initialised in 0.2..0.8) plus
     ``adv.bias``: the form of a teacher that answers with category posteriors times a table. 0: ReLU."""
+    shape_stats: int = 0
+    """1: the head also reads :func:`shape_stats` of the log-mel (the mean and standard deviation, over speech
+    frames, of each frame's spectral shape and of its 2-frame delta: ``4 * n_mels`` values, standardised by
+    a batch norm, keys ``vgg7.stats_norm.*``) beside the pooled feature. The pooling is a weighted mean of conv
+    features, with no second moments, and must learn to skip silence; the teacher's features are
+    exactly such statistics (docs/model-cards/wav2small-default.md measures what they are worth)."""
     mel_bands: int = 0
     """Log-mel bands; 0: twice ``channels`` (the published layout). Any other count makes the pooled map
     channels x ceil(mel_bands / 2) and the feature ``channels * (ceil(mel_bands / 2) + channels)`` wide; with a
@@ -81,6 +88,8 @@ class Wav2SmallConfig:
         if self.head_softmax not in (0, 1) or (self.head_softmax and self.head_hidden < 2):
             raise InputError(f"head_softmax must be 0, or 1 with head_hidden 2 or more; got head_softmax "
                              f"{self.head_softmax} with head_hidden {self.head_hidden}")
+        if self.shape_stats not in (0, 1):
+            raise InputError(f"shape_stats must be 0 or 1, got {self.shape_stats}")
         if self.mel_bands < 0 or 0 < self.mel_bands < 2 or 2 * self.mel_bands > self.n_fft:
             raise InputError(f"mel_bands must be 0 (twice channels) or 2..n_fft/2 ({self.n_fft // 2}), "
                              f"got {self.mel_bands}")
@@ -96,8 +105,9 @@ class Wav2SmallConfig:
 
     @property
     def hidden(self) -> int:
-        """Width of the feature: the pooled map and its channels x channels Gram matrix."""
-        return self.channels * (self.pooled_width + self.channels)
+        """Width of the feature: the pooled map, its channels x channels Gram matrix and (``shape_stats``)
+        the 4 x n_mels speech statistics."""
+        return self.channels * (self.pooled_width + self.channels) + 4 * self.n_mels * self.shape_stats
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -105,6 +115,47 @@ class Wav2SmallConfig:
     @classmethod
     def from_dict(cls, d: dict[str, int]) -> Wav2SmallConfig:
         return cls(**{k: int(v) for k, v in d.items()})
+
+
+SPEECH_DB = 35.0
+""":func:`shape_stats`: frames this far under the loudest frame of the input are (softly) silence."""
+SPEECH_SOFTNESS_DB = 2.0
+"""Width of the sigmoid that weights frames around that threshold."""
+
+
+def _weighted_moments(x: torch.Tensor, w: torch.Tensor) -> list[torch.Tensor]:
+    """x (B, F, M), w (B, F) -> the w-weighted mean and standard deviation over frames, each (B, M)."""
+    w = w[:, :, None]
+    n = w.sum(1).clamp_min(1e-3)
+    mean = (w * x).sum(1) / n
+    var = (w * (x - mean[:, None]) ** 2).sum(1) / n
+    return [mean, var * torch.rsqrt(var + 1e-4)]  # ~sqrt(var); rsqrt has int8 kernels where sqrt has none
+
+
+def _db_of_sum(s: torch.Tensor, terms: int) -> torch.Tensor:
+    """``10 log10(s)`` for a sum ``1 <= s <= terms`` of ``terms`` powers relative to the largest, as the
+    linear interpolation between its values at s = 1, 2, 4, 8 ... (at most 0.26 dB off): RELU, SUB, MUL and
+    ADD, which int8 accelerators run, where LiteRT has no int8 LOG."""
+    knots = [2.0**k for k in range(max(1, math.ceil(math.log2(terms))))]  # 1, 2, 4 ... under terms
+    lo = torch.tensor(knots, dtype=s.dtype)
+    slope = torch.tensor([10.0 * math.log10(2.0) / k for k in knots], dtype=s.dtype)  # +3.01 dB per doubling
+    u = s[..., None] - lo
+    # clamp(s - lo, 0, lo) as two ReLUs: int8 LiteRT has no MINIMUM or RELU_0_TO_1
+    return ((torch.relu(u) - torch.relu(u - lo)) * slope).sum(-1)
+
+
+def shape_stats(mel_db: torch.Tensor) -> torch.Tensor:
+    """Log-mel in dB (B, frames, M) -> (B, 4 M): the mean and standard deviation over speech frames of each
+    frame's spectral shape (its log-mel less its mean over bands, as MFCCs without c0) and of the shape's
+    2-frame delta. A frame's weight is ``sigmoid((L - max L + SPEECH_DB) / SPEECH_SOFTNESS_DB)``, L its
+    total mel power in dB, so zero padding and pauses count for nothing; a delta's weight is the product of
+    its two frames'. L is computed without a LOG op (:func:`_db_of_sum`), so every op has an int8 kernel."""
+    peak = mel_db.amax(2, keepdim=True)
+    loud = peak[:, :, 0] + _db_of_sum(torch.exp((mel_db - peak) * (1.0 / LOG10_SCALE)).sum(2), mel_db.shape[2])
+    w = torch.sigmoid((loud - loud.amax(1, keepdim=True) + SPEECH_DB) * (1.0 / SPEECH_SOFTNESS_DB))
+    shape = mel_db - mel_db.mean(2, keepdim=True)
+    delta = shape[:, 2:] - shape[:, :-2]
+    return torch.cat(_weighted_moments(shape, w) + _weighted_moments(delta, w[:, 2:] * w[:, :-2]), 1)
 
 
 class ConvBlock(nn.Module):
@@ -120,7 +171,8 @@ class ConvBlock(nn.Module):
 
 
 class Vgg7(nn.Module):
-    """Front-end, seven conv blocks with one max-pool, attention pooling over time, Gram feature."""
+    """Front-end, seven conv blocks with one max-pool, attention pooling over time, Gram feature (and, with
+    ``shape_stats``, the speech statistics of the log-mel)."""
 
     def __init__(self, cfg: Wav2SmallConfig) -> None:
         super().__init__()
@@ -133,6 +185,7 @@ class Vgg7(nn.Module):
         self.l4, self.l5, self.l6, self.l7 = (ConvBlock(c, c) for _ in range(4))
         self.lin = nn.Conv2d(c, c, 1)
         self.sof = nn.Conv2d(c, c, 1)
+        self.stats_norm = nn.BatchNorm1d(4 * cfg.n_mels) if cfg.shape_stats else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Waveform (B, T) -> log-mel (B, 1, frames, n_mels)."""
@@ -149,11 +202,17 @@ class Vgg7(nn.Module):
         """Pooled map (B, C, W) -> feature (B, C * (W + C)): the map and its C x C Gram matrix."""
         return torch.cat([pooled, torch.bmm(pooled, pooled.transpose(1, 2))], 2).flatten(1)
 
+    def feature(self, pooled: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """Pooled map (B, C, W) and the log-mel in dB (B, frames, n_mels) -> the head's input: the map, its
+        Gram matrix and (``shape_stats``) the standardised speech statistics of the log-mel."""
+        f = self.with_gram(pooled)
+        return f if self.stats_norm is None else torch.cat([f, self.stats_norm(shape_stats(mel))], 1)
+
     def body(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-mel (B, 1, frames, n_mels) -> feature (B, C * (W + C))."""
-        x = self.convs(x)
-        x = self.lin(x) * self.sof(x).softmax(2)  # attention weights over time
-        return self.with_gram(x.sum(2))  # pooled (B, C, W)
+        """Log-mel (B, 1, frames, n_mels) -> feature (B, hidden)."""
+        y = self.convs(x)
+        y = self.lin(y) * self.sof(y).softmax(2)  # attention weights over time
+        return self.feature(y.sum(2), x[:, 0])  # pooled (B, C, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.features(x))
@@ -329,21 +388,25 @@ class Wav2SmallExportView(nn.Module):
         self.maxpool = v.maxpool_A  # 3x3, stride 2, pad 1: the same in either layout
         self.lin, self.sof = _padded_1x1(v.lin, padded), _padded_1x1(v.sof, padded)
         self.mlp, self.adv, self.head_softmax = model.mlp, model.adv, bool(cfg.head_softmax)
+        self.stats_norm = copy.deepcopy(v.stats_norm).requires_grad_(False) if v.stats_norm is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = prenorm(x)
         power = (self.generated(x) if self.generated is not None
                  else torch.matmul(self.mel_t, self.spectrogram_extractor(x)))  # (B, M, frames)
-        mel = torch.log(torch.maximum(power, self.amin))[:, None]  # (B, 1, M, frames)
+        log_power = torch.log(torch.maximum(power, self.amin))  # (B, M, frames)
         last = FIRST_CONV_COPIES - 1
-        mel = F.pad(mel, (1, last - 1))  # frames: one before, the rest after
+        mel = F.pad(log_power[:, None], (1, last - 1))  # frames: one before, the rest after
         x = torch.cat([mel[..., j:j - last or None] for j in range(FIRST_CONV_COPIES)], 1)  # (B, 4, M, frames)
         for i, conv in enumerate(self.convs):
             x = torch.relu(conv(x))  # (B, P, M, frames)
             if i == 2:
                 x = self.maxpool(x)  # (B, P, M/2, frames/2)
         x = (self.lin(x) * self.sof(x).softmax(3)).sum(3)[:, : self.channels]  # (B, C, W)
-        return _read_out(Vgg7.with_gram(x), self.mlp, self.adv, self.head_softmax)
+        feature = Vgg7.with_gram(x)
+        if self.stats_norm is not None:
+            feature = torch.cat([feature, self.stats_norm(shape_stats((log_power * LOG10_SCALE).transpose(1, 2)))], 1)
+        return _read_out(feature, self.mlp, self.adv, self.head_softmax)
 
 
 @register_model
