@@ -406,13 +406,14 @@ def test_a_bad_student_setting_fails_before_the_labels_are_read(tmp_path: Path) 
 
 def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_clips() -> None:
     """Speakers 11 and 14 were held out of the student's training and validation: its model card reports
-    CCC(student, teacher) 0.945 / 0.939 / 0.757 on all 124 clips; a replaced asset must not fall far below."""
+    CCC(student, teacher) 0.952 / 0.975 / 0.873 on all 124 clips; a replaced asset must not fall far below."""
     from edgeser.audio import load
     from edgeser.defaults import calibration_list_path, default_student_path
 
     model = models.load(default_student_path())
-    assert model.arch == "wav2small" and models.count_parameters(model)[0] == 12_528
+    assert model.arch == "wav2small" and models.count_parameters(model)[0] == 13_568
     assert model.cfg.head_hidden == 8 and model.cfg.head_softmax == 1  # the softmax head (model card)
+    assert model.cfg.shape_stats == 1  # and the speech statistics
     extra = json.loads(models.read_metadata(default_student_path())["extra"])
     assert {"11", "14"}.isdisjoint(extra["val_speakers"])
     items = list_audio(calibration_list_path())
@@ -420,4 +421,4 @@ def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_cl
     with torch.no_grad():
         student = np.concatenate([model(torch.from_numpy(x[i : i + 32])).numpy() for i in range(0, len(x), 32)])
     arousal, dominance, valence = ccc(student, load_teacher("default")(x))
-    assert arousal > 0.9 and dominance > 0.9 and valence > 0.72, (arousal, dominance, valence)
+    assert arousal > 0.92 and dominance > 0.94 and valence > 0.83, (arousal, dominance, valence)
