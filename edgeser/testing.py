@@ -96,9 +96,12 @@ def tiny_student(path: Path, corpus_csv: Path, *, seed: int = 0, ridge: float = 
     Random conv weights, batch-norm statistics measured on the corpus, then a ridge-regression A/D/V head
     on the 338-wide pooled feature: a small but real student whose output tracks the teacher. ``config``
     overrides the published layout's settings (e.g. ``shape_stats=1``: the head then reads the speech
-    statistics too); the head stays linear.
+    statistics too); the head stays linear, so ``head_hidden`` is refused.
     """
     import torch
+
+    if config.get("head_hidden"):
+        raise ValueError("tiny_student fits a linear head; build a hidden-layer twin with with_relu_head")
 
     from . import models
     from .audio import list_audio, load
