@@ -5,8 +5,8 @@ import torch
 
 from edgeser import models
 from edgeser.errors import ExportCheckError
-from edgeser.metrics import ccc
 from edgeser.export.onnx import export, node_groups, quantise
+from edgeser.metrics import ccc
 from edgeser.recipe import load_recipe
 from edgeser.runtime import open_model
 from edgeser.runtime.engine import InputSpec

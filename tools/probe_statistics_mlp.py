@@ -55,8 +55,9 @@ def logmel_sets(windows: np.ndarray) -> dict[str, np.ndarray]:
     for i in range(0, len(windows), 128):
         x = torch.from_numpy(windows[i : i + 128])
         with torch.no_grad():
-            power = model.vgg7.spectrogram_extractor(prenorm(x)).transpose(1, 2).numpy()
-            mel = model.vgg7.features(x)[:, 0].numpy()  # (B, frames, 26) in dB
+            spectrum = model.vgg7.spectrogram_extractor(prenorm(x))  # the STFT once: features() would redo it
+            power = spectrum.transpose(1, 2).numpy()  # (B, frames, bins)
+            mel = model.vgg7.logmel_extractor(spectrum)[:, 0].numpy()  # (B, frames, 26) in dB
         ones = np.ones(mel.shape[:2])
         peak = mel.max(2)
         speech = (peak > peak.max(1, keepdims=True) - SPEECH_DB).astype(np.float64)

@@ -205,8 +205,7 @@ class Vgg7(nn.Module):
     def feature(self, pooled: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """Pooled map (B, C, W) and the log-mel in dB (B, frames, n_mels) -> the head's input: the map, its
         Gram matrix and (``shape_stats``) the standardised speech statistics of the log-mel."""
-        f = self.with_gram(pooled)
-        return f if self.stats_norm is None else torch.cat([f, self.stats_norm(shape_stats(mel))], 1)
+        return _head_input(pooled, mel, self.stats_norm)
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         """Log-mel (B, 1, frames, n_mels) -> feature (B, hidden)."""
@@ -216,6 +215,14 @@ class Vgg7(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.features(x))
+
+
+def _head_input(pooled: torch.Tensor, mel: torch.Tensor, stats_norm: nn.BatchNorm1d | None) -> torch.Tensor:
+    """Pooled map (B, C, W) and log-mel in dB (B, frames, n_mels) -> the map and its Gram matrix, and the
+    speech statistics standardised by ``stats_norm`` when the layout has them (``Vgg7.feature``, the export
+    view)."""
+    f = Vgg7.with_gram(pooled)
+    return f if stats_norm is None else torch.cat([f, stats_norm(shape_stats(mel))], 1)
 
 
 def _read_out(feature: torch.Tensor, mlp: nn.Linear | None, adv: nn.Linear, softmax: bool) -> torch.Tensor:
@@ -403,9 +410,7 @@ class Wav2SmallExportView(nn.Module):
             if i == 2:
                 x = self.maxpool(x)  # (B, P, M/2, frames/2)
         x = (self.lin(x) * self.sof(x).softmax(3)).sum(3)[:, : self.channels]  # (B, C, W)
-        feature = Vgg7.with_gram(x)
-        if self.stats_norm is not None:
-            feature = torch.cat([feature, self.stats_norm(shape_stats((log_power * LOG10_SCALE).transpose(1, 2)))], 1)
+        feature = _head_input(x, (log_power * LOG10_SCALE).transpose(1, 2), self.stats_norm)
         return _read_out(feature, self.mlp, self.adv, self.head_softmax)
 
 
