@@ -9,13 +9,13 @@ switch between corners of the A/D/V space as sharply as the features allow. It i
 teacher's A/D/V labels only (the teacher's categories and table are not used).
 
 The probe registers ``wav2small.proto`` in-process and distils it with F3's recipe: the shipped
-default's, read from its metadata (``edgeser.distill.config_of``), less its softmax head and speech statistics (``head_hidden``,
-``head_softmax``). The library has the same head since: ``edgeser distill --student-config
-head_hidden=K --student-config head_softmax=1`` (keys ``mlp.*`` for this probe's ``adv.*``, and
-``adv.weight`` = P transposed with a zero ``adv.bias``; the initial draw differs), which every exporter
-handles, and the default student KL1 uses; this probe stays to replay runs K1-K3. The
-measured result is in docs/model-cards/wav2small-default.md (runs K1-K3: a small gain in mean CCC, valence
-not past 0.78).
+default's, read from its metadata (``edgeser.distill.config_of``), less its softmax head and speech
+statistics (``head_hidden``, ``head_softmax``, ``shape_stats``). The library has the same head since:
+``edgeser distill --student-config head_hidden=K --student-config head_softmax=1`` (keys ``mlp.*`` for
+this probe's ``adv.*``, and ``adv.weight`` = P transposed with a zero ``adv.bias``; the initial draw
+differs), which every exporter handles, and the default students KL1 and KS0 use; this probe stays to
+replay runs K1-K3. The measured result is in docs/model-cards/wav2small-default.md (runs K1-K3: a small
+gain in mean CCC, valence not past 0.78).
 
     python tools/probe_proto_head.py --labels labels_huge.csv --out proto0.safetensors --seed 0
 """

@@ -6,8 +6,9 @@ The embedded teacher's features are means *and standard deviations* over time of
 pooling, C x W more features into the linear head) and distils it with F3's recipe: the shipped
 default's, read from its metadata (``edgeser.distill.config_of``; ``tools/train_default_student.sh``:
 n_fft 512, hop 256, ccc+mse, 64 x 1,500 windows, lr 3e-3, EMA 0.998, online default teacher, noise 0.6
-from 5 dB, speed 0.5, mixing 0.5, validation speakers 12 and 09), less its softmax head and speech statistics (``head_hidden``,
-``head_softmax``). ``--baseline`` trains F3's plain layout with the same code, e.g. for another seed.
+from 5 dB, speed 0.5, mixing 0.5, validation speakers 12 and 09), less its softmax head and speech
+statistics (``head_hidden``, ``head_softmax``, ``shape_stats``). ``--baseline`` trains F3's plain layout
+with the same code, e.g. for another seed.
 
 It is not exported anywhere (no export path knows the extra pooling); the measured result is in
 docs/model-cards/wav2small-default.md (run P1: no gain).
