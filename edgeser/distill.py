@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +141,11 @@ class DistillConfig:
         return cls(**known)
 
 
-def config_of(checkpoint: str | Path, *, without: tuple[str, ...] = ()) -> DistillConfig:
+def config_of(checkpoint: str | Path) -> DistillConfig:
     """The configuration a student checkpoint was distilled with, read from its metadata.
 
     ``dataclasses.replace(config_of(DEFAULT_STUDENT), seed=1)`` is the embedded default's recipe with
-    another seed (its labels file is in the metadata too, as ``labels``). ``without`` drops those keys
-    from its ``student_config`` (their defaults apply), e.g. ``("head_hidden", "head_softmax")`` for
-    the same recipe with the published linear head.
+    another seed (its labels file is in the metadata too, as ``labels``).
 
     Raises:
         InputError: the file is not a readable safetensors file or was not written by ``edgeser distill``.
@@ -162,9 +160,7 @@ def config_of(checkpoint: str | Path, *, without: tuple[str, ...] = ()) -> Disti
     if not isinstance(saved, dict):
         raise InputError("no distillation settings in its metadata (not written by edgeser distill)",
                          path=checkpoint)
-    config = DistillConfig.from_dict(saved)
-    kept = {k: v for k, v in config.student_config.items() if k not in without}
-    return replace(config, student_config=kept)
+    return DistillConfig.from_dict(saved)
 
 
 @dataclass

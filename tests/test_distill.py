@@ -62,7 +62,6 @@ def test_distill_lowers_the_loss_and_saves_loadable_checkpoints(tmp_path: Path, 
         assert model(torch.from_numpy(x)).shape == (2, 3)
     assert extra["teacher"] == table.teacher
     assert config_of(out) == _config(epochs=4)  # the whole recipe comes back from the checkpoint
-    assert config_of(out, without=("channels", "head_hidden")) == _config(epochs=4, student_config={})
     config = _config(augment=augment.AugmentConfig(formant_prob=0.3, mix_prob=0.2), loss_weights=(1.0, 1.0, 2.0))
     assert DistillConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     plain = tmp_path / "plain.safetensors"
