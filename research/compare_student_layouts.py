@@ -1,10 +1,10 @@
 """Short from-scratch distillation runs that compare Wav2Small layouts on the same labels and schedule.
 
-Produced the layout table of docs/model-cards/wav2small-default.md (8 epochs of 1,000 windows, fixed
+Produced the layout table of research/default-student-runs.md (8 epochs of 1,000 windows, fixed
 labels, seed 0; about 2-10 minutes per layout on the 2-core development VM)::
 
-    python tools/compare_student_layouts.py --labels /work/scratch/student/labels_big.csv \\
-        --calibration-labels /work/scratch/student/cal_labels.csv --out /work/scratch/arch \\
+    python research/compare_student_layouts.py --labels scratch/student/labels_big.csv \\
+        --calibration-labels scratch/student/cal_labels.csv --out scratch/arch \\
         --layout 13:64:32 --layout 13:256:128 --layout 24:256:128 --layout 13:512:256
 
 ``--layout C:N:H`` is channels, n_fft and hop_length. For each layout it prints the best validation CCC
@@ -21,14 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import tool
 
 from edgeser import augment, models
 from edgeser.distill import DistillConfig, distill, load_windows
 from edgeser.label import read_labels
 from edgeser.metrics import ccc
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_student import predict  # noqa: E402
 
 VAL_SPEAKERS = ["12", "09"]
 
@@ -37,7 +35,7 @@ def _scores(student: Path, labels: Path, keep: Any = None) -> np.ndarray:
     table = read_labels(labels)
     rows = np.arange(len(table)) if keep is None else np.array([i for i in range(len(table)) if keep(table, i)])
     windows = load_windows(table)[rows]
-    return ccc(predict(student, windows), table.targets[rows])
+    return ccc(tool("evaluate_student").predict(student, windows), table.targets[rows])
 
 
 def _clean_training_clip(table: Any, i: int) -> bool:

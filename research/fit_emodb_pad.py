@@ -1,12 +1,15 @@
 """A quick Wav2Small fitted to EmoDB's categories mapped to PAD, for converter measurements only.
 
+Obsolete: kept only because the earliest TFLite measurements in research/log.md were made on the model it
+fits ("w2s_emodb.safetensors"); every current measurement uses the embedded default student.
+
 Not the default student: it stands in for one until edgeser/assets/wav2small.default.safetensors exists,
 so that quantisation is measured on a model whose outputs mean something (random init does not).
 Targets: each emotion's pleasure/arousal/dominance from Russell & Mehrabian (1977), "Evidence for a
 three-factor theory of emotions", J. Research in Personality 11, mapped from -1..1 to 0..1 and ordered
 arousal, dominance, valence. Speakers 03 and 08 are held out.
 
-    python benchmarks/fit_emodb_pad.py /work/shared/data/emodb/labels.csv out.safetensors --epochs 12
+    python research/fit_emodb_pad.py ../shared/data/emodb/labels.csv out.safetensors --epochs 12
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def main() -> None:
         with torch.no_grad():
             held = ccc(model(torch.from_numpy(x[test])).numpy(), y[test])
         print(f"epoch {epoch + 1}: held-out CCC A/D/V {np.round(held, 3)} ({time.time() - t0:.0f} s)", flush=True)
-    save(model, args.out, extra={"made_by": "benchmarks/fit_emodb_pad.py", "epochs": args.epochs})
+    save(model, args.out, extra={"made_by": "research/fit_emodb_pad.py", "epochs": args.epochs})
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Which export, quantisation and session settings make ORT int8 fastest relative to float for Wav2Small?
 
-Run by hand (not a test); prints the tables behind docs/int8-speed.md, measured in one run on this machine:
+Run by hand (not a test); prints the tables logged in research/log.md ("int8 speed"), measured in one run on
+this machine:
 
-    python benchmarks/int8_speed.py                                   # default student if present
-    python benchmarks/int8_speed.py --student S.safetensors --audio /work/shared/data/emodb/labels.csv
-    python benchmarks/int8_speed.py --student S --profile             # + per-op-type time (ORT profiler)
+    python research/int8_speed.py                                   # default student if present
+    python research/int8_speed.py --student S.safetensors --audio ../shared/data/emodb/labels.csv
+    python research/int8_speed.py --student S --profile             # + per-op-type time (ORT profiler)
 
 Every graph variant is an exact re-parameterisation of the same student (checked: max |variant - torch|
 is printed); every int8 variant is calibrated on the same windows through ``edgeser.export.onnx``'s
@@ -39,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-EMODB = Path("/work/shared/data/emodb/labels.csv")
+EMODB = Path("../shared/data/emodb/labels.csv")
 SECONDS = (1, 4)
 BLOCK = 5  # runs per variant per round; the first is a warm-up
 TORCH = "torch eager (plain)"

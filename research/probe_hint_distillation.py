@@ -13,9 +13,9 @@ held-out speakers every epoch and saves the averaged student (the hint map is no
 
 A probe, not a product feature: it reaches into ``edgeser.distill`` for its private loss, schedule and
 averaging so that the only difference from `edgeser distill` is the hint term. The measured result is in
-docs/model-cards/wav2small-default.md (it did not help, so distill has no such option).
+research/default-student-runs.md (it did not help, so distill has no such option).
 
-    python tools/probe_hint_distillation.py --labels labels_huge.csv --weight 1 --epochs 16 --out hint.safetensors
+    python research/probe_hint_distillation.py --labels labels_huge.csv --weight 1 --epochs 16 --out hint.safetensors
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     import onnx
     import onnxruntime as ort
     import torch
+    from common import F3_LESS, default_recipe
     from torch.optim.swa_utils import AveragedModel
 
     from edgeser import models
     from edgeser.augment import Augmenter
-    from edgeser.defaults import default_student_path
-    from edgeser.distill import _ema_step, _loss, _predict, _schedule, config_of, load_windows
+    from edgeser.distill import _ema_step, _loss, _predict, _schedule, load_windows
     from edgeser.label import read_labels
     from edgeser.metrics import ccc
     from edgeser.teachers import DEFAULT_TEACHER
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     mean, std = sample.mean(0), sample.std(0) + 1e-3
 
     # the settings the shipped default was distilled with, less its softmax head and speech statistics: F3's
-    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax", "shape_stats"))
+    recipe = default_recipe(without=F3_LESS)
     torch.manual_seed(args.seed)
     model = models.create_model(recipe.student, **recipe.student_config)
     hint_map = torch.nn.Linear(model.cfg.hidden, sample.shape[1])

@@ -4,7 +4,7 @@ The embedded teacher's features are means and standard deviations over *active* 
 the loudest). A 64-unit MLP fitted to the teacher's labels on such statistics of a Wav2Small's own
 26-band, 512-point log-mel (each band and its 2-frame delta, over frames within 35 dB of the loudest)
 follows the teacher's valence on the validation speakers at 0.753 once each frame's mean over bands
-is removed (0.609 without; ``tools/probe_statistics_mlp.py``, three seeds), where every Wav2Small had
+is removed (0.609 without; ``research/probe_statistics_mlp.py``, three seeds), where every Wav2Small had
 stayed at 0.63-0.75: the pooling is an
 attention-weighted mean of conv features, with no second moments, and must learn to skip silence (a
 fifth of EmoDB's clips end in zero padding, -100 dB after the log). This probe adds those statistics,
@@ -14,14 +14,14 @@ BatchNorm1d, beside the 338-wide feature before the head.
 It registers ``wav2small.stats`` in-process and distils it with the recipe of KL1 (the default before
 the library had the statistics: a 512-point STFT and the 8-row softmax head) and a seed; ``--centre``
 takes each frame's log-mel less its mean over bands (the spectral shape, as MFCCs without c0) and a
-frame's loudness from its total power (the runs c1 and s1 in docs/model-cards/wav2small-default.md:
+frame's loudness from its total power (the runs c1 and s1 in research/default-student-runs.md:
 with ``--centre`` validation valence rose from 0.731 to 0.819). The library has the ``--centre`` form
 since (``--student-config shape_stats=1``, :func:`edgeser.models.wav2small.shape_stats`, keys
 ``vgg7.stats_norm.*`` for this probe's ``stats_norm.*``; its loudness is a LOG-free interpolation within
 0.26 dB of this probe's, so that int8 accelerators run it), which every exporter handles; this probe stays
 to replay the runs.
 
-    python tools/probe_mel_stats.py --labels labels_huge.csv --out c1.safetensors --seed 1 --centre
+    python research/probe_mel_stats.py --labels labels_huge.csv --out c1.safetensors --seed 1 --centre
 """
 
 from __future__ import annotations
@@ -97,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="statistics of the spectral shape (log-mel less its mean over bands)")
     args = ap.parse_args(argv)
 
-    from edgeser.defaults import default_student_path
-    from edgeser.distill import config_of, distill
+    from common import default_recipe
+
+    from edgeser.distill import distill
 
     register(args.centre)
     # KL1's recipe: the shipped default's, less the statistics the library has since
-    recipe = config_of(default_student_path(), without=("shape_stats",))
+    recipe = default_recipe(without=("shape_stats",))
     result = distill(args.labels, args.out, config=replace(recipe, student="wav2small.stats", seed=args.seed))
     print(f"best epoch {result.best_epoch}: validation CCC {result.best_ccc}")
     return 0

@@ -14,10 +14,10 @@ statistics (``head_hidden``, ``head_softmax``, ``shape_stats``). The library has
 ``edgeser distill --student-config head_hidden=K --student-config head_softmax=1`` (keys ``mlp.*`` for
 this probe's ``adv.*``, and ``adv.weight`` = P transposed with a zero ``adv.bias``; the initial draw
 differs), which every exporter handles, and the default students KL1 and KS0 use; this probe stays to
-replay runs K1-K3. The measured result is in docs/model-cards/wav2small-default.md (runs K1-K3: a small
+replay runs K1-K3. The measured result is in research/default-student-runs.md (runs K1-K3: a small
 gain in mean CCC, valence not past 0.78).
 
-    python tools/probe_proto_head.py --labels labels_huge.csv --out proto0.safetensors --seed 0
+    python research/probe_proto_head.py --labels labels_huge.csv --out proto0.safetensors --seed 0
 """
 
 from __future__ import annotations
@@ -63,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prototypes", type=int, default=PROTOTYPES, help="prototype rows K (default %(default)s)")
     args = ap.parse_args(argv)
 
-    from edgeser.defaults import default_student_path
-    from edgeser.distill import config_of, distill
+    from common import F3_LESS, default_recipe
+
+    from edgeser.distill import distill
 
     register(args.prototypes)
     # the settings the shipped default was distilled with, less its softmax head and speech statistics: F3's
-    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax", "shape_stats"))
+    recipe = default_recipe(without=F3_LESS)
     result = distill(args.labels, args.out, config=replace(recipe, student="wav2small.proto", seed=args.seed))
     print(f"best epoch {result.best_epoch}: validation CCC {result.best_ccc}")
     return 0

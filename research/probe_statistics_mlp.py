@@ -5,7 +5,7 @@ to the teacher's labels of the training speakers' windows and scored with CCC(ML
 validation speakers' windows and on a second labels file (the calibration speakers); the table gives the
 mean over seeds. No student is trained: it says what a head could reach if its input were those
 statistics, which is how the default student's ``shape_stats`` was found
-(docs/model-cards/wav2small-default.md, "What the statistics are worth").
+(research/default-student-runs.md, "What the statistics are worth").
 
 - ``teacher: all``, ``teacher: MFCC only``, ``teacher: no MFCC``, ``teacher: no pitch``: the embedded
   teacher's own 118 functionals (tools/train_functionals_teacher.py), or a group of them;
@@ -17,13 +17,12 @@ statistics, which is how the default student's ``shape_stats`` was found
   shape, as MFCCs without c0), over frames whose total power is within 35 dB of the loudest: the
   statistics of :func:`edgeser.models.wav2small.shape_stats`, with a hard mask.
 
-    python tools/probe_statistics_mlp.py --labels labels_huge.csv --eval-labels cal_labels.csv --seeds 0 1 2
+    python research/probe_statistics_mlp.py --labels labels_huge.csv --eval-labels cal_labels.csv --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +71,9 @@ def logmel_sets(windows: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def teacher_sets(windows: np.ndarray) -> dict[str, np.ndarray]:
-    sys.path.insert(0, str(Path(__file__).parent))
-    import train_functionals_teacher
+    from common import tool
 
-    f = train_functionals_teacher.extract(windows)
+    f = tool("train_functionals_teacher").extract(windows)
     everything = list(range(f.shape[1]))
     return {"teacher: all": f, "teacher: MFCC only": f[:, MFCC],
             "teacher: no MFCC": f[:, [i for i in everything if i not in MFCC]],

@@ -11,10 +11,10 @@ statistics (``head_hidden``, ``head_softmax``, ``shape_stats``). ``--baseline`` 
 with the same code, e.g. for another seed.
 
 It is not exported anywhere (no export path knows the extra pooling); the measured result is in
-docs/model-cards/wav2small-default.md (run P1: no gain).
+research/default-student-runs.md (run P1: no gain).
 
-    python tools/probe_std_pooling.py --labels labels_huge.csv --out std0.safetensors --seed 0
-    python tools/probe_std_pooling.py --labels labels_huge.csv --out f3s1.safetensors --seed 1 --baseline
+    python research/probe_std_pooling.py --labels labels_huge.csv --out std0.safetensors --seed 0
+    python research/probe_std_pooling.py --labels labels_huge.csv --out f3s1.safetensors --seed 1 --baseline
 """
 
 from __future__ import annotations
@@ -61,12 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", action="store_true", help="train the plain default layout instead")
     args = ap.parse_args(argv)
 
-    from edgeser.defaults import default_student_path
-    from edgeser.distill import config_of, distill
+    from common import F3_LESS, default_recipe
+
+    from edgeser.distill import distill
 
     register()
     # the settings the shipped default was distilled with, less its softmax head and speech statistics: F3's
-    recipe = config_of(default_student_path(), without=("head_hidden", "head_softmax", "shape_stats"))
+    recipe = default_recipe(without=F3_LESS)
     config = replace(recipe, student=recipe.student if args.baseline else "wav2small.std", seed=args.seed)
     result = distill(args.labels, args.out, config=config)
     print(f"best epoch {result.best_epoch}: validation CCC {result.best_ccc}")

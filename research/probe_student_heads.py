@@ -9,9 +9,9 @@ calibration speakers). Fitting runs on cached features, a minute or two per head
 
 Usage::
 
-    python tools/probe_student_heads.py --student /work/scratch/arch/F3/student.safetensors \\
-        --labels /work/scratch/student/labels_huge.csv --val-speakers 09 12 \\
-        --eval-labels /work/scratch/student/cal_labels.csv --heads linear relu:16 relu:32 softmax:7
+    python research/probe_student_heads.py --student scratch/arch/F3/student.safetensors \\
+        --labels scratch/student/labels_huge.csv --val-speakers 09 12 \\
+        --eval-labels scratch/student/cal_labels.csv --heads linear relu:16 relu:32 softmax:7
 """
 
 from __future__ import annotations

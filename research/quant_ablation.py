@@ -1,9 +1,9 @@
 """Which parts of the student survive int8? Quantise with different parts kept in float and measure drift.
 
-Run by hand; prints a table measured in one run (the numbers in docs/quantisation.md come from it):
+Run by hand; prints a table measured in one run (docs/quantisation.md quotes it for the current default student):
 
-    python benchmarks/quant_ablation.py                       # embedded default student, teacher, calibration set
-    python benchmarks/quant_ablation.py --student S --teacher T --audio LIST.csv
+    python research/quant_ablation.py                       # embedded default student, teacher, calibration set
+    python research/quant_ablation.py --student S --teacher T --audio LIST.csv
 """
 
 from __future__ import annotations

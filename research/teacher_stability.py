@@ -6,7 +6,7 @@ tool measures, per dimension, CCC(teacher(perturbed clip), teacher(clean clip)) 
 file: the agreement a student can at best reach with a teacher whose output jumps under changes that do
 not change the emotion, and how erratic the targets of the noisy training windows are.
 
-    python tools/teacher_stability.py --labels cal.csv --teacher default [--student student.safetensors]
+    python research/teacher_stability.py --labels cal.csv --teacher default [--student student.safetensors]
 
 Prints a Markdown table (the mean over ``--repeats`` random draws for the random perturbations). With
 ``--student``, a second table gives CCC(student(perturbed clip), teacher(perturbed clip)): how well the

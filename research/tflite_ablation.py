@@ -7,7 +7,7 @@
 
 CCC(int8, float) per dimension on held-out speakers; a variant that fails is shown with its error.
 
-    python benchmarks/tflite_ablation.py --student S.safetensors --audio emodb/labels.csv --held-out 03,08
+    python research/tflite_ablation.py --student S.safetensors --audio emodb/labels.csv --held-out 03,08
 """
 
 from __future__ import annotations

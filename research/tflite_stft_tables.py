@@ -15,7 +15,7 @@ litert-torch and times each file in LiteRT (one thread, median of ``--repeats`` 
 
 Usage::
 
-    python benchmarks/tflite_stft_tables.py [--repeats 50]
+    python research/tflite_stft_tables.py [--repeats 50]
 
 Needs ``pip install -e '.[tflite]'``.
 """

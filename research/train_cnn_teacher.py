@@ -1,4 +1,8 @@
-"""Train edgeser's embedded reference teacher on EmoDB, select it by leave-speakers-out cross-validation.
+"""Train the earlier CNN reference teacher on EmoDB, select it by leave-speakers-out cross-validation.
+
+Superseded: the shipped teacher is built by tools/train_functionals_teacher.py (functionals + logistic
+regression). This trainer stays to replay the comparison logged in research/log.md (the
+"previous CNN teacher" row of the reference teacher's choices); nothing shipped depends on it.
 
 Targets: each EmoDB category is mapped to the arousal, dominance and valence of its category word in
 the NRC VAD Lexicon v1.0 (Mohammad 2018), already on a 0..1 scale (see ``TABLE``).
@@ -17,8 +21,8 @@ calibration set is unseen by the teacher too.
 
 Usage (run from the repository root; about 25 min on 2 CPU cores)::
 
-    python tools/train_reference_teacher.py --data ../shared/data/emodb \
-        --out edgeser/assets/reference_teacher.onnx --report /work/scratch/teacher/cv.json
+    python research/train_cnn_teacher.py --data ../shared/data/emodb \
+        --out scratch/teacher/cnn_teacher.onnx --report scratch/teacher/cv.json
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ The model computes, inside the exported graph, eGeMAPS-style low-level descripto
 flux and centroid, F0 and voicing from the autocorrelation of an 8 kHz power spectrum), takes
 functionals of them over the active frames (mean, standard deviation, percentiles, rates), and feeds
 the standardised result to a multinomial logistic regression over the seven EmoDB categories. The
-output is the posterior-weighted category entry of the A/D/V table (NRC VAD Lexicon v1.0, as in
-``train_reference_teacher.py``), with a temperature fitted on out-of-fold predictions.
+output is the posterior-weighted category entry of the A/D/V table (NRC VAD Lexicon v1.0,
+``TABLE`` below), with a temperature fitted on out-of-fold predictions.
 
 Why: a linear model on utterance functionals is the classic speaker-independent EmoDB baseline
 (eGeMAPS + SVM); it separates anger from happiness and sadness from neutral better than the small
@@ -22,9 +22,9 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,23 +33,25 @@ import numpy as np
 import torch  # noqa: TID253  (a training script, not part of the package)
 from torch import nn  # noqa: TID253
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_reference_teacher import (  # noqa: E402
-    CATEGORIES,
-    EXPORT_FOLD,
-    FOLDS,
-    SAMPLING_RATE,
-    TABLE,
-    export,
-    fit_temperature,
-    read_emodb,
-)
+from edgeser.audio import load
+from edgeser.augment import AugmentConfig, Augmenter
+from edgeser.defaults import CATEGORY_ADV
+from edgeser.metrics import ccc
+from edgeser.models.frontend import Spectrogram, prenorm
+from edgeser.runtime.frontend import hann, mel_filterbank
 
-from edgeser.augment import AugmentConfig, Augmenter  # noqa: E402
-from edgeser.metrics import ccc  # noqa: E402
-from edgeser.models.frontend import Spectrogram, prenorm  # noqa: E402
-from edgeser.runtime.frontend import hann, mel_filterbank  # noqa: E402
-
+CATEGORIES = ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness")
+TABLE = CATEGORY_ADV
+"""NRC VAD Lexicon v1.0 (Mohammad 2018) scores of the category words as (arousal, dominance, valence)."""
+MALE = ("03", "10", "11", "12", "15")
+FEMALE = ("08", "09", "13", "14", "16")
+FOLDS = tuple(zip(MALE, ("08", "09", "14", "13", "16"), strict=True))
+"""Held-out speaker pairs (one male, one female); the third pair (11, 14) is edgeser's calibration set."""
+EXPORT_FOLD = ("11", "14")
+"""The fold whose model is exported: it never saw the built-in calibration set."""
+SAMPLING_RATE = 16_000
+WINDOW_SAMPLES = 32_000
+"""EmoDB clips are cut or zero-padded to 2 s."""
 N_FFT, HOP = 512, 160
 """Spectral analysis at 16 kHz: 32 ms Hann frames every 10 ms."""
 PITCH_WIN, PITCH_DFT, PITCH_HOP = 320, 640, 80
@@ -332,6 +334,53 @@ def report(oof: np.ndarray, spk: list[str], cats: list[str], cfg: FitConfig) -> 
         "unweighted_accuracy": round(float(np.mean(recalls)), 4),
         "recall": dict(zip(CATEGORIES, [round(r, 4) for r in recalls], strict=True)),
     }
+
+
+def read_emodb(folder: Path) -> tuple[np.ndarray, list[str], list[str]]:
+    """All clips as (N, 32000) float32 (cut or zero-padded to 2 s), with their speakers and categories."""
+    with (folder / "labels.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    x = np.zeros((len(rows), WINDOW_SAMPLES), np.float32)
+    for i, r in enumerate(rows):
+        clip = load(folder / r["file"])[:WINDOW_SAMPLES]
+        x[i, : len(clip)] = clip
+    return x, [r["speaker"] for r in rows], [r["emotion"] for r in rows]
+
+
+def fit_temperature(scores: np.ndarray, cats: list[str]) -> float:
+    """Temperature minimising the negative log-likelihood of out-of-fold logits (grid search)."""
+    y = np.array([CATEGORIES.index(c) for c in cats])
+    best = (np.inf, 1.0)
+    for t in np.exp(np.linspace(np.log(0.5), np.log(5.0), 60)):
+        z = scores / t
+        z = z - z.max(axis=1, keepdims=True)
+        nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+        best = min(best, (nll, float(t)))
+    return best[1]
+
+
+def export(model: nn.Module, out: Path, report: dict[str, object], *, name: str) -> None:
+    """Export a teacher to ONNX (input ``waveform`` (N, T), output ``adv`` (N, 3)) with the parity check,
+    its cross-validation ``report`` and ``name`` in the metadata; written to a temporary name, then renamed."""
+    from edgeser.export.onnx import export as export_onnx
+    from edgeser.export.onnx import set_metadata
+    from edgeser.recipe import load_recipe
+    from edgeser.runtime.engine import InputSpec
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    spec = InputSpec(window_samples=WINDOW_SAMPLES)
+    export_onnx(model, tmp, recipe=load_recipe("rpi"), spec=spec)
+    set_metadata(
+        tmp,
+        spec,
+        {
+            "model": name,
+            "targets": "NRC VAD Lexicon v1.0 category words",
+            "cross_validation": json.dumps(report),
+        },
+    )
+    tmp.replace(out)
 
 
 def main(argv: list[str] | None = None) -> int:
