@@ -7,8 +7,8 @@ it also prints the CCC of the teacher and of the student against the NRC VAD tar
 
 Usage::
 
-    edgeser label edgeser/assets/calibration/calibration.csv --out /work/scratch/calib_labels.csv
-    python tools/evaluate_student.py --labels /work/scratch/calib_labels.csv \
+    edgeser label edgeser/assets/calibration/calibration.csv --out scratch/cal_labels.csv
+    python tools/evaluate_student.py --labels scratch/cal_labels.csv \
         --student edgeser/assets/wav2small.default.safetensors \
         --categories edgeser/assets/calibration/calibration.csv
 """

@@ -8,7 +8,7 @@ originals that were used (absolute paths). Speakers in ``--exclude-speakers`` ar
 Usage::
 
     python tools/make_augmented_copies.py --list ../shared/data/emodb/labels.csv \
-        --exclude-speakers 11 14 --copies 3 --out /work/scratch/emodb_aug
+        --exclude-speakers 11 14 --copies 3 --out scratch/emodb_aug
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ CHUNK = 16
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--list", type=Path, required=True, help="csv with file[,speaker] (paths relative to it)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (outside the repository)")
+    p.add_argument("--out", type=Path, required=True, help="output folder, not committed (scratch/ is git-ignored)")
     p.add_argument("--exclude-speakers", nargs="*", default=[], help="speakers to leave out")
     p.add_argument("--copies", type=int, default=3, help="augmented copies per clip")
     p.add_argument("--seed", type=int, default=0)

@@ -5,12 +5,12 @@ speaking styles than EmoDB's ten German actors. The audio carries no emotion lab
 labels it (``edgeser label``) like any other audio.
 
 Needs the espeak-ng program (``apt-get install -y espeak-ng``). Writes 16 kHz mono FLAC files and a
-``list.csv`` (file, speaker) to ``--out``, which should lie outside the repository (generated audio is
-never committed). Each "speaker" is one language and voice variant.
+``list.csv`` (file, speaker) to ``--out`` (generated audio is never committed; ``scratch/`` is
+git-ignored). Each "speaker" is one language and voice variant.
 
 Usage::
 
-    python tools/make_tts_speech.py --out /work/scratch/tts --renditions 15 --seed 0
+    python tools/make_tts_speech.py --out scratch/tts --renditions 15 --seed 0
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def synthesise(text: str, voice: str, rate: int, pitch: int, gap: int, wav: Path
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, required=True, help="output folder (outside the repository)")
+    p.add_argument("--out", type=Path, required=True, help="output folder, not committed (scratch/ is git-ignored)")
     p.add_argument(
         "--renditions", type=int, default=15, help="random voice/rate/pitch renditions per sentence"
     )

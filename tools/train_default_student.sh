@@ -2,16 +2,16 @@
 # Reproduce edgeser/assets/wav2small.default.safetensors with the very commands users run
 # (`edgeser label`, `edgeser distill`); see docs/model-cards/wav2small-default.md.
 #
-#   EMODB=../shared/data/emodb WORK=/work/scratch/student bash tools/train_default_student.sh
+#   EMODB=../shared/data/emodb WORK=scratch/student bash tools/train_default_student.sh
 #
 # Needs espeak-ng (apt-get install -y espeak-ng) and the reference teacher in edgeser/assets.
-# Generated audio goes to $WORK, outside the repository. EmoDB speakers 11 and 14 (the built-in
-# calibration set) are left out of everything; speakers 12 and 09 are the validation speakers.
+# Generated audio goes to $WORK (default scratch/student, which git ignores). EmoDB speakers 11 and 14
+# (the built-in calibration set) are left out of everything; speakers 12 and 09 are the validation speakers.
 # About 10 minutes of audio and labels, then about 30 minutes of training on the 2-core development VM.
 set -euo pipefail
 
 EMODB=${EMODB:-../shared/data/emodb}
-WORK=${WORK:-/work/scratch/student}
+WORK=${WORK:-scratch/student}
 EPOCHS=${EPOCHS:-64}
 WINDOWS_PER_EPOCH=${WINDOWS_PER_EPOCH:-1500}
 LR=${LR:-3e-3}
