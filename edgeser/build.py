@@ -1,7 +1,8 @@
 """``edgeser build``: student + teacher + audio -> export -> quantise -> drift gate -> report -> bundle.
 
 Everything is written in a staging folder beside the output and moved into place at the end; a build
-that fails its drift gate leaves only the report (and exits 3), never a bundle.
+that fails its drift gate leaves only the report (and exits 3), never a bundle, and never replaces an
+earlier bundle: with ``overwrite`` that report goes to ``<out>.failed``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import audio as audio_io
-from .bundle import archive, assemble, commit_dir, sha256_file, staging_dir, write_manifest
+from .bundle import archive, assemble, replace_outputs, sha256_file, staging_dir, write_manifest
 from .drift import DriftResult, evaluate
 from .errors import DriftError, InputError, OutputError
 from .export import Artefact, exporter_for
@@ -153,12 +154,12 @@ def _manifest(recipe: Recipe, shipped: Artefact, facts: BuildFacts, drift: Drift
 
 
 def _finish_bundle(stage: Path, out: Path, recipe: Recipe, shipped: Artefact, facts: BuildFacts,
-                   drift: DriftResult) -> tuple[dict[str, Any], Path]:
+                   drift: DriftResult, staged_tar: Path) -> dict[str, Any]:
     assemble(stage, target=recipe.target)
     shutil.copy2(shipped.path, stage / f"model{shipped.path.suffix}")
     manifest = write_manifest(stage, _manifest(recipe, shipped, facts, drift))
-    tar = archive(stage, out.parent / f"{out.name}.tar.gz", arcname=out.name)
-    return manifest, tar
+    archive(stage, staged_tar, arcname=out.name)
+    return manifest
 
 
 def build(*, target: str = "rpi", student: str | Path | None = None, teacher: str | Path | None = None,
@@ -175,7 +176,8 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
         out: output folder (``<out>.tar.gz`` is written beside it); default ``./edgeser-<target>``.
         recipe: a recipe file overriding ``recipes/<target>.toml``.
         overrides: dotted recipe keys to override (e.g. ``{"quantise.float_ops": []}``).
-        overwrite: replace an existing output folder and archive.
+        overwrite: replace an earlier build's output folder and archive, once the new bundle has passed its
+            gate (a failed build leaves them as they were).
 
     Raises:
         InputError: bad student, teacher, audio or recipe (exit 2).
@@ -206,7 +208,7 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
             "split_by": wins.split_by, "calibration_windows": len(cal_idx), "evaluation_windows": len(eval_idx),
             "calibration_groups": len({wins.groups[i] for i in cal_idx}),
             "evaluation_groups": len({wins.groups[i] for i in eval_idx})}
-    with staging_dir(out) as stage:
+    with staging_dir(out, overwrite=overwrite) as stage:
         work = stage / ".work"
         work.mkdir()
         arts, drift = _export_and_measure(model, rec, spec, wins.data[cal_idx], wins.data[eval_idx], labels,
@@ -215,7 +217,7 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
                            {"name": teach.name, "identity": teach.identity}, data, _artefact_facts(arts),
                            rec.bundle.ship, timings)
         shipped = next(a for a in arts if a.name == rec.bundle.ship)
-        result = _write_outputs(stage, out, rec, arts, shipped, facts, drift, overwrite)
+        result = _write_outputs(stage, out, rec, arts, shipped, facts, drift)
         result.timings_s["total"] = time.perf_counter() - t0
     if not drift.variant_passed(rec.bundle.ship):
         failures = drift.failures(rec.bundle.ship)
@@ -225,10 +227,14 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an existing output unless ``overwrite``; even then, replace only an earlier build's output."""
     tar = out.parent / f"{out.name}.tar.gz"
     for p in (out, tar):
         if p.exists() and not overwrite:
             raise OutputError("output exists already (use --overwrite or another --out)", path=p)
+    if out.exists() and not (out.is_dir() and any((out / name).is_file() for name in ("manifest.json", "report.md"))):
+        raise OutputError("exists and is not an edgeser build output (no manifest.json or report.md); "
+                          "refusing to replace it", path=out)
 
 
 def _export_and_measure(model: Any, rec: Recipe, spec: InputSpec, cal: np.ndarray, ev: np.ndarray,
@@ -255,26 +261,28 @@ def _suffix(rec: Recipe) -> str:
 
 
 def _write_outputs(stage: Path, out: Path, rec: Recipe, arts: list[Artefact], shipped: Artefact, facts: BuildFacts,
-                   drift: DriftResult, overwrite: bool) -> BuildResult:
+                   drift: DriftResult) -> BuildResult:
+    """Write the report, and the bundle and archive when the gate passed; move them into place last.
+
+    A previous output is replaced only by a bundle that passed its gate. A failed gate's report goes to
+    ``out`` when nothing is there, else to ``<out>.failed`` beside it, so the previous bundle survives.
+    """
     plots = [p for a in arts if a.name != "float" for p in scatter_plots(drift, a.name, stage / PLOTS_DIR)]
     write_report(stage / "report.md", facts, drift, plots)
     work = stage.parent / f"{stage.name}.work"
     (stage / ".work").rename(work)  # keep intermediate files out of the bundle
-    manifest, tar = None, None
+    tar = out.parent / f"{out.name}.tar.gz"
+    manifest, staged_tar = None, stage.parent / f"{stage.name}.tar.gz"
     try:
-        if overwrite:
-            _remove_previous(out)
         if drift.variant_passed(rec.bundle.ship):
             shipped = Artefact(shipped.name, work / shipped.path.name, shipped.spec, shipped.details)
-            manifest, tar = _finish_bundle(stage, out, rec, shipped, facts, drift)
+            manifest = _finish_bundle(stage, out, rec, shipped, facts, drift, staged_tar)
+            replace_outputs([(stage, out), (staged_tar, tar)])
+        else:
+            out = out if not out.exists() else out.with_name(f"{out.name}.failed")
+            replace_outputs([(stage, out)])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    commit_dir(stage, out)
-    return BuildResult(out, tar, out / "report.md", drift, manifest, facts, dict(facts.timings_s))
-
-
-def _remove_previous(out: Path) -> None:
-    tar = out.parent / f"{out.name}.tar.gz"
-    if out.exists():
-        shutil.rmtree(out)
-    tar.unlink(missing_ok=True)
+        staged_tar.unlink(missing_ok=True)
+    return BuildResult(out, tar if manifest else None, out / "report.md", drift, manifest, facts,
+                       dict(facts.timings_s))

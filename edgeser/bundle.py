@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,38 +15,53 @@ from typing import Any
 from .errors import InputError, OutputError, VerifyError
 from .fileio import DIR_MODE, replacing
 from .resources import package_dir, targets_dir
+from .runtime.integrity import (
+    CODE_DIR,
+    FORMAT,
+    MANIFEST,
+    PYCACHE_BLOCKER,
+    BundleError,
+    check_bundle,
+    safe_relative,
+    scan,
+    sha256_file,
+)
 
-__all__ = ["FORMAT", "staging_dir", "assemble", "write_manifest", "archive", "verify", "sha256_file", "commit_dir"]
+__all__ = ["FORMAT", "staging_dir", "assemble", "write_manifest", "archive", "verify", "sha256_file", "commit_dir",
+           "replace_outputs"]
 
-FORMAT = "edgeser.bundle/1"
-MANIFEST = "manifest.json"
 RUNTIME_PACKAGE = "edgeser_runtime"
-IGNORED_PARTS = ("__pycache__",)
-IGNORED_SUFFIXES = (".pyc",)
+MAX_ARCHIVE_BYTES = 256 * 1024 * 1024
+"""Largest total size of the files a bundle archive may unpack to (a bundle is well under 10 MiB)."""
+MAX_ARCHIVE_MEMBERS = 10_000
+"""Most entries a bundle archive may hold."""
+PYCACHE_NOTE = ("This file stands where Python would write its bytecode cache, so that the runner never\n"
+                "writes or reads compiled code inside the bundle: what runs is the source that the manifest\n"
+                "hashes. Do not remove it (edgeser verify and the runner check it).\n")
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _ignored(rel: Path) -> bool:
-    return any(p in IGNORED_PARTS for p in rel.parts) or rel.suffix in IGNORED_SUFFIXES
-
-
-def _files(folder: Path) -> list[Path]:
-    return sorted(p.relative_to(folder) for p in folder.rglob("*")
-                  if p.is_file() and not _ignored(p.relative_to(folder)))
+def _files(folder: Path) -> list[str]:
+    """Every regular file of a folder being assembled; a symlink or special file there is a bug."""
+    files, odd = scan(folder)
+    if odd:
+        raise OutputError(f"bundle folder holds entries that are not regular files: {', '.join(sorted(odd))}",
+                          path=folder)
+    return sorted(files)
 
 
 @contextmanager
-def staging_dir(out: Path) -> Iterator[Path]:
-    """A temporary folder beside ``out``; removed on failure, left for :func:`commit_dir` on success."""
+def staging_dir(out: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary folder beside ``out``; removed on failure, left for :func:`commit_dir` on success.
+
+    Args:
+        out: the final output folder.
+        overwrite: allow ``out`` to exist already (it is replaced only when the output is committed).
+
+    Raises:
+        OutputError: ``out`` exists and ``overwrite`` is false, or the folder cannot be created.
+    """
     out = Path(out)
-    if out.exists():
+    if out.exists() and not overwrite:
         raise OutputError("output exists already (choose another --out or remove it)", path=out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,87 +78,175 @@ def staging_dir(out: Path) -> Iterator[Path]:
 
 
 def commit_dir(tmp: Path, out: Path) -> None:
-    """Rename a finished staging folder to its final name."""
+    """Rename a finished staging folder to its final name (which must not exist)."""
+    replace_outputs([(tmp, out)])
+
+
+def replace_outputs(pairs: list[tuple[Path, Path]]) -> None:
+    """Move finished outputs (folders or files) onto their final paths, replacing what is there.
+
+    Every previous output is first renamed aside, then every new one moved in, then the old ones removed:
+    until the new outputs are all in place, the old ones can be (and on failure are) put back.
+
+    Raises:
+        OutputError: a move failed (the previous outputs are restored).
+    """
+    aside: list[tuple[Path, Path]] = []
+    placed: list[tuple[Path, Path]] = []
     try:
-        os.chmod(tmp, DIR_MODE)  # mkdtemp made it private to its owner
-        os.replace(tmp, out)
+        for _, dest in pairs:
+            if dest.exists() or dest.is_symlink():
+                backup = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+                os.replace(dest, backup)
+                aside.append((backup, dest))
+        for new, dest in pairs:
+            if new.is_dir():
+                os.chmod(new, DIR_MODE)  # mkdtemp made it private to its owner
+            os.replace(new, dest)
+            placed.append((new, dest))
     except OSError as exc:
-        raise OutputError(f"cannot move the finished output into place ({exc.strerror})", path=out) from None
+        for new, dest in placed:  # back where they came from, for their owner to clean up
+            os.replace(dest, new)
+        for backup, dest in aside:
+            os.replace(backup, dest)
+        failed = pairs[len(placed)][1] if len(placed) < len(pairs) else pairs[-1][1]
+        raise OutputError(f"cannot move the finished output into place ({exc.strerror})", path=failed) from None
+    for backup, _ in aside:
+        _remove(backup)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def assemble(folder: Path, *, target: str) -> None:
-    """Copy ``targets/<target>/`` and ``edgeser/runtime`` (as ``runner/edgeser_runtime``) into ``folder``."""
+    """Copy ``targets/<target>/`` and ``edgeser/runtime`` (as ``runner/edgeser_runtime``) into ``folder``.
+
+    Every code folder gets a plain file named ``__pycache__`` (:data:`PYCACHE_NOTE`), so that Python can
+    neither write a bytecode cache into the bundle nor load one planted there.
+    """
     src = targets_dir() / target
     if not src.is_dir():
         raise InputError(f"no runner files for target '{target}'", path=src)
-    shutil.copytree(src, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    runtime = package_dir() / "runtime"
-    shutil.copytree(runtime, folder / "runner" / RUNTIME_PACKAGE,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    no_caches = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+    shutil.copytree(src, folder, dirs_exist_ok=True, ignore=no_caches)
+    shutil.copytree(package_dir() / "runtime", folder / CODE_DIR / RUNTIME_PACKAGE, ignore=no_caches)
+    for package in {p.parent for p in (folder / CODE_DIR).rglob("*.py")}:
+        (package / PYCACHE_BLOCKER).write_text(PYCACHE_NOTE, encoding="utf-8")
     for script in folder.glob("*.sh"):
         script.chmod(0o755)
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """Add the sha256 of every file in ``folder`` and write ``manifest.json``."""
-    files = {str(rel): sha256_file(folder / rel) for rel in _files(folder) if str(rel) != MANIFEST}
+    files = {rel: sha256_file(folder / rel) for rel in _files(folder) if rel != MANIFEST}
     manifest = {"format": FORMAT, **manifest, "files": files}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     return manifest
 
 
-def archive(folder: Path, dest: Path, *, arcname: str) -> Path:
+def archive(folder: Path, dest: Path, *, arcname: str, overwrite: bool = False) -> Path:
     """Write ``folder`` as a .tar.gz at ``dest`` (via a temporary file), rooted at ``arcname``."""
-    if dest.exists():
+    if dest.exists() and not overwrite:
         raise OutputError("archive exists already", path=dest)
     with replacing(dest) as tmp, tarfile.open(tmp, "w:gz") as tar:
         for rel in _files(folder):
-            tar.add(folder / rel, arcname=f"{arcname}/{rel}")
+            tar.add(folder / rel, arcname=f"{arcname}/{rel}", recursive=False)
     return dest
 
 
+def _members(tar: tarfile.TarFile, archive_path: Path) -> list[tarfile.TarInfo]:
+    """The archive's entries, refused past the size caps or when any is not a plain file or folder."""
+    members, total = [], 0
+    for info in tar:
+        members.append(info)
+        total += max(info.size, 0)
+        if len(members) > MAX_ARCHIVE_MEMBERS or total > MAX_ARCHIVE_BYTES:
+            raise VerifyError(f"archive is larger than a bundle can be (over {MAX_ARCHIVE_MEMBERS} entries or "
+                              f"{MAX_ARCHIVE_BYTES >> 20} MiB unpacked)", path=archive_path)
+        if not (info.isreg() or info.isdir()):
+            raise VerifyError(f"archive entry {info.name!r} is a link or special file", path=archive_path)
+        if not safe_relative(info.name.rstrip("/")):
+            raise VerifyError(f"archive entry {info.name!r} points outside the bundle", path=archive_path)
+    return members
+
+
 def _extract(archive_path: Path, into: Path) -> Path:
+    """Unpack a bundle archive into ``into``, writing only plain files and folders inside it."""
     try:
         with tarfile.open(archive_path, "r:gz") as tar:
-            tar.extractall(into, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
+            members = _members(tar, archive_path)
+            roots = {m.name.split("/")[0] for m in members}
+            if len(roots) != 1 or any(m.name == next(iter(roots)) and not m.isdir() for m in members):
+                raise VerifyError("archive does not hold exactly one bundle folder", path=archive_path)
+            for m in members:
+                target = into / m.name
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(m)
+                if src is None or target.exists():
+                    raise VerifyError(f"archive entry {m.name!r} is unreadable or repeated", path=archive_path)
+                with src, open(target, "xb") as dst:
+                    shutil.copyfileobj(src, dst)
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         raise VerifyError(f"cannot read bundle archive ({exc})", path=archive_path) from None
-    roots = [p for p in into.iterdir() if p.is_dir()]
-    if len(roots) != 1:
-        raise VerifyError("archive does not hold exactly one bundle folder", path=archive_path)
-    return roots[0]
+    return into / next(iter(roots))
+
+
+def _host_problems(manifest: dict[str, Any]) -> list[str]:
+    """Checks only the host can make: the target is one edgeser knows, and the recipe agrees with it."""
+    from .recipe import list_targets
+
+    recipe = manifest.get("recipe") if isinstance(manifest.get("recipe"), dict) else {}
+    target = manifest.get("target")
+    problems = []
+    if target not in list_targets():
+        problems.append(f"manifest's target {target!r} is not one of {', '.join(list_targets())}")
+    elif recipe.get("target") != target:
+        problems.append(f"manifest's target {target!r} differs from its recipe's {recipe.get('target')!r}")
+    runtime = recipe.get("runtime") if isinstance(recipe.get("runtime"), dict) else {}
+    if runtime.get("backend") != (manifest.get("runtime") or {}).get("backend"):
+        problems.append("manifest's runtime.backend differs from its recipe's")
+    drift = manifest.get("drift") if isinstance(manifest.get("drift"), dict) else {}
+    if drift.get("shipped_passed") is not True:
+        problems.append("manifest does not record a passed drift gate for the shipped model")
+    if drift.get("shipped_variant") != (manifest.get("model") or {}).get("variant"):
+        problems.append("manifest's model.variant differs from the variant its drift gate passed")
+    return problems
 
 
 def _check(folder: Path) -> tuple[dict[str, Any], list[str]]:
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        raise VerifyError("not a bundle: manifest.json is missing", path=folder)
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        expected: dict[str, str] = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise VerifyError(f"manifest.json is corrupt ({exc})", path=folder) from None
-    present = {str(p) for p in _files(folder)} - {MANIFEST}
-    missing = sorted(set(expected) - present)
-    changed = sorted(f for f in set(expected) & present if sha256_file(folder / f) != expected[f])
-    extra = sorted(present - set(expected))
-    problems = [f"{kind}: {', '.join(names)}" for kind, names in
-                (("changed", changed), ("missing", missing), ("unexpected", extra)) if names]
-    return manifest, problems
+        manifest, problems = check_bundle(folder, strict=True)
+    except BundleError as exc:
+        raise VerifyError("; ".join(exc.problems), path=folder) from None
+    return manifest, _host_problems(manifest) + problems
 
 
 def verify(path: str | Path) -> dict[str, Any]:
-    """Re-hash every file of a bundle folder or ``.tar.gz`` against its manifest.
+    """Check a bundle folder or ``.tar.gz`` against its manifest: every byte, and nothing more.
+
+    What passes: a manifest whose content is consistent (format, target and recipe, model file, hash,
+    backend and drift verdict agree); every listed file present as a regular file with its sha256; no
+    unlisted file, cache, symlink or special file anywhere. Archives are unpacked into a private
+    temporary folder with size caps, plain files and folders only. See docs/security.md.
 
     Returns:
         the manifest, when everything matches.
 
     Raises:
-        VerifyError: naming every changed, missing and unexpected file.
+        VerifyError: naming every problem.
     """
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise VerifyError("bundle not found", path=path)
+    if path.is_symlink():
+        raise VerifyError("bundle is a symbolic link; verify the folder or archive itself", path=path)
     if path.is_file():
         with tempfile.TemporaryDirectory(prefix="edgeser-verify-") as tmp:
             manifest, problems = _check(_extract(path, Path(tmp)))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DIR_MODE", "FILE_MODE", "replacing"]
+__all__ = ["DIR_MODE", "FILE_MODE", "replacing", "check_output"]
 
 FILE_MODE = 0o644
 """Permissions of a finished output file."""
@@ -40,3 +40,20 @@ def replacing(dest: str | Path, *, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_output(out: str | Path, *, inputs: Iterable[str | Path] = (), overwrite: bool = False) -> None:
+    """Refuse an output path that names one of the command's inputs, or that exists without ``overwrite``.
+
+    Raises:
+        OutputError: naming ``out`` (exit 5).
+    """
+    from .errors import OutputError
+
+    out = Path(out)
+    if out.exists():
+        for item in inputs:
+            if Path(item).exists() and os.path.samefile(item, out):
+                raise OutputError(f"is also an input of this command ({item}); choose another output", path=out)
+        if not overwrite:
+            raise OutputError("output exists already (use --overwrite or another output)", path=out)

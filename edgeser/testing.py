@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["synth_clip", "synth_corpus", "tiny_teacher_onnx", "tiny_student", "with_relu_head", "TINY_SECONDS"]
+__all__ = ["synth_clip", "synth_corpus", "tiny_teacher_onnx", "tiny_student", "with_relu_head", "tiny_bundle",
+           "TINY_SECONDS"]
 
 SAMPLING_RATE = 16_000
 TINY_SECONDS = 1.0
@@ -172,3 +173,28 @@ def with_softmax_head(model: Any) -> Any:
         twin.adv.weight.copy_(3.0 * torch.cat([eye, -eye], 1))
         twin.adv.bias.copy_(centre)
     return twin
+
+
+def tiny_bundle(folder: Path, *, model: bytes = b"not a real model", target: str = "rpi") -> Path:
+    """A structurally complete bundle around ``model`` (for tests of verify and the runner's checks).
+
+    The manifest is consistent (target and recipe, model hash, backend, a passed gate), so ``verify``
+    passes until a test changes something. The model is not loadable unless ``model`` is a real one.
+    """
+    from .bundle import assemble, write_manifest
+    from .runtime.integrity import sha256_file
+
+    folder.mkdir(parents=True)
+    assemble(folder, target=target)
+    name = "model.tflite" if model[4:8] == b"TFL3" else "model.onnx"
+    (folder / name).write_bytes(model)
+    backend = "litert" if name.endswith(".tflite") else "onnx"
+    write_manifest(folder, {
+        "target": target,
+        "recipe": {"target": target, "runtime": {"backend": backend, "threads": 1}},
+        "model": {"file": name, "variant": "int8", "sha256": sha256_file(folder / name)},
+        "runtime": {"backend": backend, "threads": 1},
+        "input": {"sampling_rate": SAMPLING_RATE, "window_samples": SAMPLING_RATE},
+        "drift": {"shipped_variant": "int8", "shipped_passed": True},
+    })
+    return folder

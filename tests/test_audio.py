@@ -30,10 +30,27 @@ def test_flac_pcm16(wav):
 
 @pytest.mark.parametrize("case,message", [
     ("missing", "not found"), ("corrupt", "cannot read audio"), ("empty", "empty"),
-    ("silent", "silent"), ("nan", "NaN"),
+    ("silent", "silent"), ("nan", "NaN"), ("one sample", "too short"), ("10 ms", "too short"),
+    ("truncated", "too short"), ("1e19", "beyond the 1000"), ("1e4", "beyond the 1000"),
 ])
 def test_bad_audio_is_one_clear_error(tmp_path, wav, case, message):
-    if case == "missing":
+    """The host reader and the device reader (bundle runner) refuse the same files with the same words."""
+    from edgeser.runtime.audiofile import AudioError, read
+
+    rng = np.random.default_rng(0)
+    if case == "one sample":
+        path = wav(np.full(1, 0.5, np.float32))
+    elif case == "10 ms":
+        path = wav(rng.uniform(-0.5, 0.5, 160).astype(np.float32))
+    elif case == "truncated":
+        full = wav(rng.uniform(-0.5, 0.5, 16000).astype(np.float32), subtype="PCM_16")
+        path = tmp_path / "truncated.wav"
+        path.write_bytes(full.read_bytes()[:44 + 2 * 500])  # the header still promises 16000 samples
+    elif case in ("1e19", "1e4"):
+        x = rng.uniform(-0.5, 0.5, 16000).astype(np.float32)
+        x[100] = float(case)
+        path = wav(x)
+    elif case == "missing":
         path = tmp_path / "nope.wav"
     elif case == "corrupt":
         path = tmp_path / "bad.wav"
@@ -52,6 +69,28 @@ def test_bad_audio_is_one_clear_error(tmp_path, wav, case, message):
     assert str(path) in str(err.value)
     assert "\n" not in str(err.value)
     assert err.value.exit_code == 2
+    with pytest.raises(AudioError) as device:
+        read(path)
+    assert str(device.value) == err.value.message
+
+
+def test_loud_but_real_float_audio_is_kept(wav):
+    x = np.sin(np.arange(16000) / 10).astype(np.float32) * 4.0  # +12 dBFS: over full scale, not corrupt
+    assert np.allclose(load(wav(x)), x)
+
+
+@pytest.mark.parametrize("rate", [16_000, 44_100])
+def test_blocks_equal_the_whole_file(wav, rate):
+    from edgeser.runtime.audiofile import blocks, read
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-0.3, 0.3, int(3.7 * rate)).astype(np.float32)
+    path = wav(np.stack([x, x[::-1]], axis=1), rate=rate)
+    parts = list(blocks(path, 16_000, block_seconds=0.25))
+    assert len(parts) > 10 and max(len(p) for p in parts) <= 0.25 * 16_000 * 1.1
+    whole = read(path)
+    assert np.array_equal(np.concatenate(parts), whole)
+    assert len(whole) == round(len(x) * 16_000 / rate)
 
 
 def test_windows_are_views_and_pad_short_signals():

@@ -107,3 +107,32 @@ def test_predict_long_file_per_window_and_mean(student, tmp_path, corpus):
     assert [r.split(",")[2] for r in rows[1:-1]] == ["0.000", "2.000", "4.000", "6.000", "7.000"]
     values = np.array([[float(v) for v in r.split(",")[3:]] for r in rows[1:]])
     assert np.allclose(values[:-1].mean(0), values[-1], atol=1e-5)
+
+
+def test_overwrite_replaces_only_after_the_gate_passes(tmp_path, student, teacher_onnx, corpus, small_recipe):
+    out, first = _build(tmp_path, student, teacher_onnx, corpus, small_recipe)
+    assert first.exit_code == 0, first.output
+    tar = tmp_path / "bundle.tar.gz"
+    (out / "stale.txt").write_text("from an older build")
+    again = _build(tmp_path, student, teacher_onnx, corpus, small_recipe, "--overwrite")[1]
+    assert again.exit_code == 0, again.output
+    assert not (out / "stale.txt").exists()
+    verify(out)
+    verify(tar)
+    before = {p: p.read_bytes() for p in (out / "manifest.json", out / "model.onnx", tar)}
+    failed = _build(tmp_path, student, teacher_onnx, corpus, small_recipe, "--overwrite", "--float-ops", "")[1]
+    assert failed.exit_code == 3, failed.output
+    assert {p: p.read_bytes() for p in before} == before  # the previous bundle and archive survive
+    report = tmp_path / "bundle.failed" / "report.md"
+    assert "FAILED" in report.read_text() and str(report) in failed.output.replace("\n", "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "bundle.failed", "bundle.tar.gz"]
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_build_output(tmp_path, student, teacher_onnx, corpus,
+                                                               small_recipe):
+    mine = tmp_path / "bundle"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    result = _build(tmp_path, student, teacher_onnx, corpus, small_recipe, "--overwrite")[1]
+    assert result.exit_code == 5 and "not an edgeser build output" in result.output
+    assert (mine / "thesis.tex").read_text() == "precious"

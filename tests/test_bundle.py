@@ -1,57 +1,236 @@
+"""Bundles: the manifest vouches for every byte, verify accepts nothing more, and outputs are replaced safely."""
+
+import importlib.util
+import io
 import json
+import os
+import py_compile
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
-from edgeser.bundle import archive, staging_dir, verify, write_manifest
+from edgeser.bundle import archive, replace_outputs, staging_dir, verify, write_manifest
 from edgeser.errors import OutputError, VerifyError
+from edgeser.runtime.integrity import BundleError, open_bundle_model
+from edgeser.testing import tiny_bundle
 
 
 @pytest.fixture
 def bundle(tmp_path):
-    folder = tmp_path / "b"
-    (folder / "runner").mkdir(parents=True)
-    (folder / "model.onnx").write_bytes(b"model")
-    (folder / "runner" / "x.py").write_text("print(1)\n")
-    write_manifest(folder, {"target": "rpi", "model": {"file": "model.onnx", "variant": "int8"}})
-    return folder
+    return tiny_bundle(tmp_path / "b")
 
 
-def test_manifest_hashes_every_file(bundle):
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"model.onnx", "runner/x.py"}
-    assert verify(bundle)["target"] == "rpi"
+@pytest.fixture
+def runnable(tmp_path, teacher_onnx):
+    return tiny_bundle(tmp_path / "r", model=teacher_onnx.read_bytes())
+
+
+def _rewrite(folder, **changes):
+    """Edit manifest fields (dotted keys) without re-hashing anything."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for dotted, value in changes.items():
+        node = manifest
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _problems(path):
+    with pytest.raises(VerifyError) as err:
+        verify(path)
+    assert err.value.exit_code == 6 and "\n" not in err.value.message
+    return err.value.message
+
+
+def test_manifest_hashes_every_file_and_blocks_bytecode_caches(bundle):
+    manifest = verify(bundle)
+    assert manifest["target"] == "rpi"
+    assert {"model.onnx", "runner/__main__.py", "runner/edgeser_runtime/engine.py"} <= set(manifest["files"])
+    for folder in ("runner", "runner/edgeser_runtime"):
+        assert (bundle / folder / "__pycache__").is_file()
+        assert f"{folder}/__pycache__" in manifest["files"]
 
 
 def test_verify_names_changed_missing_and_unexpected(bundle):
     (bundle / "model.onnx").write_bytes(b"tampered")
-    (bundle / "runner" / "x.py").unlink()
+    (bundle / "runner" / "__init__.py").unlink()
     (bundle / "extra.txt").write_text("hi")
-    (bundle / "runner" / "__pycache__").mkdir()
-    (bundle / "runner" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"ignored")
-    with pytest.raises(VerifyError) as err:
-        verify(bundle)
-    msg = str(err.value)
-    assert "changed: model.onnx" in msg and "missing: runner/x.py" in msg and "unexpected: extra.txt" in msg
-    assert "pyc" not in msg and err.value.exit_code == 6
+    msg = _problems(bundle)
+    assert "changed: model.onnx" in msg and "missing: runner/__init__.py" in msg and "unexpected: extra.txt" in msg
+
+
+def _plant_bytecode(bundle, marker):
+    """Replace a runner module's cache blocker by a real __pycache__ holding bytecode of a hostile source
+    whose header matches the shipped source's mtime and size, as an attacker would."""
+    package = bundle / "runner" / "edgeser_runtime"
+    source = package / "integrity.py"
+    original = source.read_bytes()
+    hostile = f"open({str(marker)!r}, 'w').write('pwned')\n".encode()
+    hostile += b"#" * (len(original) - len(hostile) - 1) + b"\n"
+    assert len(hostile) == len(original)
+    stat = source.stat()
+    (package / "__pycache__").unlink()
+    source.write_bytes(hostile)
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    pyc = Path(importlib.util.cache_from_source(str(source)))
+    py_compile.compile(str(source), cfile=str(pyc), doraise=True)
+    source.write_bytes(original)
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    return pyc
+
+
+def test_planted_bytecode_is_rejected_as_folder_and_as_archive(bundle, tmp_path):
+    pyc = _plant_bytecode(bundle, tmp_path / "marker")
+    msg = _problems(bundle)
+    rel = pyc.relative_to(bundle).as_posix()
+    assert f"unexpected: {rel}" in msg and "missing: runner/edgeser_runtime/__pycache__" in msg
+    tar = tmp_path / "b.tar.gz"
+    with tarfile.open(tar, "w:gz") as t:
+        t.add(bundle, arcname="b")
+    assert rel in _problems(tar)
+
+
+@pytest.mark.slow
+def test_runner_never_writes_bytecode_and_the_service_never_reads_it(runnable, tmp_path):
+    # A plain `python -m runner` (no -B) leaves the bundle exactly as shipped.
+    run = subprocess.run([sys.executable, "-m", "runner", "--check"], cwd=runnable, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+    assert run.returncode == 0, run.stderr
+    assert not [p for p in runnable.rglob("*.pyc")]
+    verify(runnable)
+    # With a cache planted, the service's environment (a cache prefix outside the bundle) never runs it,
+    # and the runner's own check refuses the bundle.
+    marker = tmp_path / "marker"
+    _plant_bytecode(runnable, marker)
+    unit = (Path(__file__).parents[1] / "targets" / "rpi" / "edgeser-listener.service").read_text()
+    assert "PYTHONPYCACHEPREFIX=" in unit and "CacheDirectory=" in unit
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-B", "-m", "runner", "--check"], cwd=runnable, capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert run.returncode == 6 and "__pycache__" in run.stderr
+    assert not marker.exists()
+
+
+def test_manifest_content_is_checked(bundle, tmp_path):
+    _rewrite(bundle, target="coral")
+    assert "target 'coral' differs from its recipe's 'rpi'" in _problems(bundle)
+    _rewrite(bundle, target="rpi")
+    verify(bundle)
+    outside = tmp_path / "outside.onnx"
+    outside.write_bytes((bundle / "model.onnx").read_bytes())
+    _rewrite(bundle, **{"model.file": str(outside)})
+    assert "is not a file name inside the bundle" in _problems(bundle)
+    with pytest.raises(BundleError, match="not a file name inside the bundle"):
+        open_bundle_model(bundle)
+    _rewrite(bundle, **{"model.file": "../outside.onnx"})
+    assert "not a file name inside the bundle" in _problems(bundle)
+    _rewrite(bundle, **{"model.file": "model.onnx", "model.sha256": "0" * 64})
+    assert "model.sha256 differs" in _problems(bundle)
+
+
+def test_runtime_backend_must_match_the_model_bytes(bundle):
+    for key in ("runtime.backend", "recipe.runtime.backend"):
+        _rewrite(bundle, **{key: "litert"})
+    assert "does not match the model file" in _problems(bundle)
+
+
+@pytest.mark.parametrize("bad", ["not json {", "[1, 2]", "\xff\xfe"])
+def test_corrupt_manifest_is_one_line(bundle, bad):
+    (bundle / "manifest.json").write_bytes(bad.encode("latin-1"))
+    assert "manifest.json is corrupt" in _problems(bundle)
+
+
+def test_symlinks_are_reported(bundle, tmp_path):
+    twin = tmp_path / "twin.onnx"
+    twin.write_bytes((bundle / "model.onnx").read_bytes())
+    (bundle / "model.onnx").unlink()
+    (bundle / "model.onnx").symlink_to(twin)
+    assert "model.onnx (symlink)" in _problems(bundle)
+    (bundle / "model.onnx").unlink()
+    (bundle / "model.onnx").write_bytes(twin.read_bytes())
+    verify(bundle)
+    (bundle / "runner" / "dirlink").symlink_to(tmp_path, target_is_directory=True)
+    (bundle / "loop").symlink_to(bundle / "loop")
+    (bundle / "broken").symlink_to(tmp_path / "nothing")
+    msg = _problems(bundle)
+    assert all(f"{name} (symlink)" in msg for name in ("runner/dirlink", "loop", "broken"))
+    link = tmp_path / "link"
+    link.symlink_to(bundle)
+    assert "symbolic link" in _problems(link)
+
+
+def test_runtime_check_allows_device_files_beside_but_not_inside_runner(bundle):
+    (bundle / ".venv").mkdir()
+    (bundle / ".venv" / "pyvenv.cfg").write_text("home = /usr\n")
+    (bundle / "log.csv").write_text("t,a\n")
+    model, _ = open_bundle_model(bundle)
+    assert model == bundle / "model.onnx"
+    assert "unexpected: .venv/pyvenv.cfg, log.csv" in _problems(bundle)
+    (bundle / "runner" / "evil.py").write_text("print('x')\n")
+    with pytest.raises(BundleError, match="unexpected: runner/evil.py"):
+        open_bundle_model(bundle)
 
 
 def test_archive_round_trip_and_tamper(bundle, tmp_path):
     tar = archive(bundle, tmp_path / "b.tar.gz", arcname="b")
-    assert verify(tar)["model"]["file"] == "model.onnx"
+    assert verify(tar)["files"] == verify(bundle)["files"]
     with tarfile.open(tar) as t:
-        assert sorted(t.getnames()) == ["b/manifest.json", "b/model.onnx", "b/runner/x.py"]
+        assert all(m.isreg() for m in t.getmembers())
     with pytest.raises(OutputError):
         archive(bundle, tar, arcname="b")
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(b"not a tar")
-    with pytest.raises(VerifyError, match="cannot read bundle archive"):
-        verify(bad)
+    assert "cannot read bundle archive" in _problems(bad)
+
+
+def _tar_with(tmp_path, *members):
+    path = tmp_path / "crafted.tar.gz"
+    with tarfile.open(path, "w:gz") as t:
+        for info, data in members:
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name, data=b"x"):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def test_crafted_archives_are_refused_without_writing_outside(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    link = tarfile.TarInfo("b/model.onnx")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    assert "link or special file" in _problems(_tar_with(tmp_path, (link, None)))
+    assert "points outside the bundle" in _problems(_tar_with(tmp_path, _file("b/../../escape.txt")))
+    assert "points outside the bundle" in _problems(_tar_with(tmp_path, _file("/abs.txt")))
+    assert "exactly one bundle folder" in _problems(_tar_with(tmp_path, _file("a/x"), _file("b/y")))
+    huge = tarfile.TarInfo("b/model.onnx")
+    huge.size = 2**40  # declared size alone is refused, before anything is unpacked
+    assert "larger than a bundle can be" in _problems(_tar_with(tmp_path, (huge, None)))
+    assert not (tmp_path / "escape.txt").exists() and not Path("/abs.txt").exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_gzip_bomb_is_stopped_at_the_cap(tmp_path, monkeypatch):
+    import edgeser.bundle as bundle_module
+
+    monkeypatch.setattr(bundle_module, "MAX_ARCHIVE_BYTES", 1 << 20)
+    data = bytes(2 << 20)
+    assert "larger than a bundle can be" in _problems(_tar_with(tmp_path, _file("b/zeros", data)))
 
 
 def test_verify_without_manifest(tmp_path):
-    with pytest.raises(VerifyError, match="manifest.json is missing"):
-        verify(tmp_path)
+    assert "manifest.json is missing" in _problems(tmp_path)
 
 
 def test_staging_dir_cleans_up_on_failure(tmp_path):
@@ -63,3 +242,33 @@ def test_staging_dir_cleans_up_on_failure(tmp_path):
     out.mkdir()
     with pytest.raises(OutputError, match="exists already"), staging_dir(out):
         pass
+    with staging_dir(out, overwrite=True) as stage:
+        assert stage.is_dir() and stage != out
+
+
+def test_replace_outputs_puts_everything_back_when_a_move_fails(tmp_path):
+    old_dir, old_tar = tmp_path / "out", tmp_path / "out.tar.gz"
+    old_dir.mkdir()
+    (old_dir / "keep").write_text("old")
+    old_tar.write_text("old archive")
+    new_dir = tmp_path / "new"
+    new_dir.mkdir()
+    (new_dir / "keep").write_text("new")
+    missing_tar = tmp_path / "never-written.tar.gz"
+    with pytest.raises(OutputError, match="cannot move"):
+        replace_outputs([(new_dir, old_dir), (missing_tar, old_tar)])
+    assert (old_dir / "keep").read_text() == "old" and old_tar.read_text() == "old archive"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out", "out.tar.gz"]
+    new_tar = tmp_path / "new.tar.gz"
+    new_tar.write_text("new archive")
+    replace_outputs([(new_dir, old_dir), (new_tar, old_tar)])
+    assert (old_dir / "keep").read_text() == "new" and old_tar.read_text() == "new archive"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.tar.gz"]
+
+
+def test_write_manifest_refuses_symlinks_in_the_staged_folder(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "model.onnx").symlink_to(tmp_path)
+    with pytest.raises(OutputError, match="not regular files"):
+        write_manifest(folder, {})

@@ -89,29 +89,32 @@ def sniff_backend(path: str | Path) -> str:
     return "litert" if head[4:8] == b"TFL3" else "onnx"
 
 
-def _from_bundle(folder: Path) -> tuple[Path, str, InputSpec | None]:
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{folder}: not a bundle (no manifest.json)")
+def _from_bundle(folder: Path) -> tuple[Path, str, InputSpec | None, int]:
+    from .integrity import open_bundle_model
+
+    model, manifest = open_bundle_model(folder)
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        model = folder / manifest["model"]["file"]
-        spec = InputSpec.from_dict(manifest["input"]) if "input" in manifest else None
-        return model, manifest["runtime"]["backend"], spec
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{manifest_path}: corrupt manifest ({exc})") from None
+        runtime = manifest["runtime"]
+        return model, runtime["backend"], InputSpec.from_dict(manifest["input"]), runtime["threads"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{folder / 'manifest.json'}: corrupt input spec ({exc})") from None
 
 
-def open_model(path: str | Path, *, threads: int = 1, backend: str | None = None) -> Runner:
+def open_model(path: str | Path, *, threads: int | None = 1, backend: str | None = None) -> Runner:
     """Open a model file or a bundle folder with the right engine.
+
+    A bundle is checked first (:func:`edgeser.runtime.integrity.open_bundle_model`): the model that
+    is loaded is the one its manifest lists, with the listed sha256, and no unlisted code sits beside it.
 
     Args:
         path: a bundle folder (has ``manifest.json``) or a model file.
-        threads: intra-op threads for the engine (default 1: predictable on small CPUs).
+        threads: intra-op threads for the engine (default 1: predictable on small CPUs); None takes a
+            bundle's ``runtime.threads`` (1 for a bare model file).
         backend: force ``onnx`` or ``litert`` instead of reading the manifest or sniffing the file.
 
     Raises:
-        FileNotFoundError: the path does not exist or a folder is not a bundle.
+        FileNotFoundError: the path does not exist.
+        BundleError: a folder that is not a bundle, or does not match its manifest (a ValueError).
         ImportError: the engine for this model is not installed (names the pip extra).
         ValueError: the backend name is unknown or the model cannot be loaded.
     """
@@ -120,9 +123,11 @@ def open_model(path: str | Path, *, threads: int = 1, backend: str | None = None
         raise FileNotFoundError(f"{path}: not found")
     spec: InputSpec | None = None
     if path.is_dir():
-        model, chosen, spec = _from_bundle(path)
+        model, chosen, spec, bundle_threads = _from_bundle(path)
+        threads = threads or bundle_threads
     else:
         model, chosen = path, sniff_backend(path)
+        threads = threads or 1
     chosen = backend or chosen
     if chosen == "onnx":
         from . import onnx

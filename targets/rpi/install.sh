@@ -13,7 +13,8 @@ fi
 "$python" -m venv "$here/.venv"
 "$here/.venv/bin/pip" install --upgrade pip >/dev/null
 "$here/.venv/bin/pip" install -r "$here/requirements.txt"
-(cd "$here" && .venv/bin/python -m runner --help >/dev/null)
+# The runner checks every file against manifest.json and loads the model; a changed bundle stops here.
+(cd "$here" && .venv/bin/python -B -m runner --check)
 echo "installed: try  cd $here && .venv/bin/python -m runner some.wav"
 if [[ "${1:-}" == "--service" ]]; then
   unit=/etc/systemd/system/edgeser-listener.service
