@@ -360,7 +360,7 @@ def _standard_frontend(v: Vgg7, cfg: Wav2SmallConfig) -> bool:
 class Wav2SmallExportView(nn.Module):
     """A Wav2Small re-parameterised for onnxruntime: the same outputs up to float rounding, faster graph.
 
-    Measured in docs/int8-speed.md (benchmarks/int8_speed.py); every change is exact:
+    Measured with research/int8_speed.py (research/log.md, docs/int8-speed.md); every change is exact:
 
     - the log-mel is laid out (B, 1, mel, frames), so convs run along the long time axis (float NCHWc
       kernels are ~1.4x faster on long rows) and the attention softmax is over the last axis;
