@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,19 +117,30 @@ def audio_extensions() -> set[str]:
     return {"." + ext.lower() for ext in sf.available_formats()} | {".oga", ".opus"}
 
 
+def _resolve(name: str, base: Path) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else base / path
+
+
 def _from_csv(path: Path) -> list[AudioItem]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
-        if "file" not in fields:
-            raise InputError(f"audio list needs a 'file' column (has: {', '.join(fields) or 'none'})", path=path)
-        rows = list(reader)
-    base = path.parent
+    from .userfiles import read_csv_rows
+
+    table = read_csv_rows(path, what="audio list")
+    if "file" not in table.fields:
+        raise InputError(f"audio list needs a 'file' column (has: {', '.join(table.fields) or 'none'})", path=path)
     items = []
-    for row in rows:
-        f = Path(row["file"])
-        items.append(AudioItem(f if f.is_absolute() else base / f, row.get("speaker") or None))
+    for line, row in zip(table.lines, table.rows, strict=True):
+        if not row["file"].strip():
+            raise InputError(f"line {line}: the file column is empty", path=path)
+        items.append(AudioItem(_resolve(row["file"], path.parent), row.get("speaker") or None))
     return items
+
+
+def _from_txt(path: Path) -> list[AudioItem]:
+    from .userfiles import read_text
+
+    lines = [ln.strip() for ln in read_text(path, what="audio list").splitlines()]
+    return [AudioItem(_resolve(ln, path.parent)) for ln in lines if ln]
 
 
 def list_audio(source: str | Path | Iterable[str | Path]) -> list[AudioItem]:
@@ -139,7 +149,8 @@ def list_audio(source: str | Path | Iterable[str | Path]) -> list[AudioItem]:
     Args:
         source: a folder (searched recursively for readable audio), a ``.csv`` with a ``file`` column
             and an optional ``speaker`` column (paths relative to the csv), a ``.txt`` with one path
-            per line, a single audio file, or an iterable of paths.
+            per line (list files: UTF-8, or UTF-16/32 with a byte-order mark), a single audio file, or an
+            iterable of paths.
 
     Returns:
         items in a stable (sorted) order.
@@ -159,8 +170,7 @@ def list_audio(source: str | Path | Iterable[str | Path]) -> list[AudioItem]:
         elif src.suffix.lower() == ".csv":
             items = _from_csv(src)
         elif src.suffix.lower() == ".txt":
-            lines = [ln.strip() for ln in src.read_text(encoding="utf-8").splitlines()]
-            items = [AudioItem(Path(ln) if Path(ln).is_absolute() else src.parent / ln) for ln in lines if ln]
+            items = _from_txt(src)
         else:
             items = [AudioItem(src)]
     if not items:

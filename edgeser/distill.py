@@ -396,34 +396,34 @@ def _new_run(config: DistillConfig, steps_per_epoch: int, teacher: Any = None) -
 
 def _resume(run: _Run, out: Path, config: DistillConfig) -> None:
     from . import models
+    from .userfiles import load_torch_state
 
     last, state_path = checkpoint_paths(out)
     if not (last.is_file() and state_path.is_file()):
         raise InputError(f"nothing to resume: {last.name} and {state_path.name} are needed", path=out.parent)
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    saved = json.loads(state["config"])
-    if saved["student"] != config.student:
-        raise InputError(
-            f"the saved run trains '{saved['student']}', not '{config.student}'", path=state_path
-        )
-    if bool(saved.get("ema")) != (run.ema is not None):
-        raise InputError("the saved run and this one differ in --ema; resume with the same setting", path=state_path)
-    if run.ema is None:
-        run.model.load_state_dict(models.load(last).state_dict())
-    else:
-        run.model.load_state_dict(state["model"])
-        run.ema.load_state_dict(state["ema"])
-    run.opt.load_state_dict(state["optimizer"])
-    run.sched.load_state_dict(state["scheduler"])
-    run.aug.rng.bit_generator.state = json.loads(state["augment_rng"])
-    run.rng.bit_generator.state = json.loads(state["order_rng"])
-    torch.set_rng_state(state["torch_rng"])
-    run.history = json.loads(state["history"])
-    run.best, run.best_epoch, run.start_epoch = (
-        float(state["best"]),
-        int(state["best_epoch"]),
-        int(state["epoch"]),
-    )
+    state = load_torch_state(state_path, what="training state")
+    try:
+        saved = json.loads(state["config"])
+        if saved["student"] != config.student:
+            raise InputError(f"the saved run trains '{saved['student']}', not '{config.student}'", path=state_path)
+        if bool(saved.get("ema")) != (run.ema is not None):
+            raise InputError("the saved run and this one differ in --ema; resume with the same setting",
+                             path=state_path)
+        if run.ema is None:
+            run.model.load_state_dict(models.load(last).state_dict())
+        else:
+            run.model.load_state_dict(state["model"])
+            run.ema.load_state_dict(state["ema"])
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+        run.aug.rng.bit_generator.state = json.loads(state["augment_rng"])
+        run.rng.bit_generator.state = json.loads(state["order_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        run.history = json.loads(state["history"])
+        run.best, run.best_epoch, run.start_epoch = float(state["best"]), int(state["best_epoch"]), int(state["epoch"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:  # a state of another run or tool
+        raise InputError(f"not a training state written by edgeser distill ({type(exc).__name__}: "
+                         f"{(str(exc).splitlines() or [''])[0][:120]})", path=state_path) from None
 
 
 def _train_epoch(

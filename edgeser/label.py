@@ -29,15 +29,15 @@ from .audio import SAMPLING_RATE, AudioItem, load, windows
 from .bundle import sha256_file
 from .errors import InputError, OutputError
 from .fileio import replacing
+from .labelfile import REQUIRED_COLUMNS, LabelTable, read_labels
 from .metrics import DIMENSIONS
+from .userfiles import open_sqlite
 
-__all__ = ["LabelConfig", "LabelResult", "LabelTable", "COLUMNS", "label", "read_labels", "file_sha256",
-           "default_cache_path"]
+__all__ = ["LabelConfig", "LabelResult", "LabelTable", "COLUMNS", "REQUIRED_COLUMNS", "label", "read_labels",
+           "file_sha256", "default_cache_path"]
 
 COLUMNS = ("file", "speaker", "window", "start_s", "duration_s", *DIMENSIONS, "sha256", "teacher")
 """Columns of a labels CSV, in order."""
-REQUIRED_COLUMNS = ("file", "start_s", "duration_s", *DIMENSIONS)
-"""Columns a labels CSV must have for distillation."""
 PARALLEL = ("process", "thread")
 FILES_PER_TASK = 8
 """Files handed to a worker at a time (their windows are batched together)."""
@@ -116,37 +116,45 @@ def default_cache_path(out: Path) -> Path:
 
 
 class Cache:
-    """SQLite store of finished files: (sha256, teacher, window, hop) -> JSON list of (start, a, d, v)."""
+    """SQLite store of finished files: (sha256, teacher, window, hop) -> JSON list of (start, a, d, v).
+
+    A cache file this run created is removed again on :meth:`close` if nothing was stored in it.
+    """
+
+    SCHEMA = ("CREATE TABLE labels (sha256 TEXT, teacher TEXT, window INTEGER, hop INTEGER, value TEXT, "
+              "PRIMARY KEY (sha256, teacher, window, hop))")
 
     def __init__(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=30)
-            self.db.execute(
-                "CREATE TABLE IF NOT EXISTS labels (sha256 TEXT, teacher TEXT, window INTEGER, "
-                "hop INTEGER, value TEXT, PRIMARY KEY (sha256, teacher, window, hop))"
-            )
-            self.db.commit()
-        except (OSError, sqlite3.Error) as exc:
-            raise OutputError(f"cannot open the label cache ({exc})", path=path) from None
-        self.path = path
+        self.path, self.stored = path, 0
+        self.created = not path.exists()
+        self.db = open_sqlite(path, schema=self.SCHEMA, what="label cache")
 
     def get(self, sha: str, teacher: str, window: int, hop: int) -> list[list[float]] | None:
-        row = self.db.execute(
-            "SELECT value FROM labels WHERE sha256=? AND teacher=? AND window=? AND hop=?",
-            (sha, teacher, window, hop),
-        ).fetchone()
-        return None if row is None else json.loads(row[0])
+        try:
+            row = self.db.execute("SELECT value FROM labels WHERE sha256=? AND teacher=? AND window=? AND hop=?",
+                                  (sha, teacher, window, hop)).fetchone()
+            values = None if row is None else json.loads(row[0])
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            raise InputError(f"corrupt label cache entry ({str(exc).splitlines()[0][:120]})", path=self.path) from None
+        if values is not None and not (isinstance(values, list) and all(
+                isinstance(v, list) and len(v) == 4 and all(isinstance(x, int | float) and math.isfinite(x) for x in v)
+                for v in values)):
+            raise InputError("corrupt label cache entry (not a list of [start, a, d, v] rows)", path=self.path)
+        return values
 
     def put(self, sha: str, teacher: str, window: int, hop: int, values: list[list[float]]) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?)",
-            (sha, teacher, window, hop, json.dumps(values)),
-        )
-        self.db.commit()
+        try:
+            self.db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?)",
+                            (sha, teacher, window, hop, json.dumps(values)))
+            self.db.commit()
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot write to the label cache ({exc})", path=self.path) from None
+        self.stored += 1
 
     def close(self) -> None:
         self.db.close()
+        if self.created and not self.stored:
+            self.path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- work
@@ -408,100 +416,3 @@ def label(items: Sequence[AudioItem], teacher: Any, out: str | Path, *, config: 
     _write_csv(out, rows)
     result.rows = len(rows)
     return result
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass
-class LabelTable:
-    """A labels CSV, validated: one entry per labelled window."""
-
-    path: Path
-    """The CSV file."""
-    files: list[Path]
-    """Audio file of each window (resolved against the CSV's folder)."""
-    speakers: list[str]
-    """Speaker of each window ('' when unknown)."""
-    start_s: np.ndarray
-    """Window start in seconds, (N,)."""
-    duration_s: np.ndarray
-    """Window length in seconds, (N,)."""
-    targets: np.ndarray
-    """Teacher labels (N, 3): arousal, dominance, valence."""
-    sha256: list[str]
-    """Audio hash at labelling time ('' when the CSV has no sha256 column)."""
-    teacher: str
-    """Teacher identity ('' when unknown or mixed)."""
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-
-def _number(row: dict[str, str], key: str, line: int, path: Path) -> float:
-    text = (row.get(key) or "").strip()
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"line {line}: {key} is not a number ({text!r})", path=path) from None
-    if not math.isfinite(value):
-        raise InputError(f"line {line}: {key} is {text} (labels must be finite numbers)", path=path)
-    return value
-
-
-def read_labels(path: str | Path, *, check_audio: bool = True) -> LabelTable:
-    """Read and validate a labels CSV written by :func:`label` (or by hand with the same columns).
-
-    Args:
-        path: the CSV; relative audio paths are resolved against its folder.
-        check_audio: fail when a labelled audio file no longer exists.
-
-    Raises:
-        InputError: the file is missing or empty, columns are missing, a label is not a finite number,
-            or (with ``check_audio``) an audio file has disappeared since labelling.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("labels file not found", path=path)
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            fields = list(reader.fieldnames or [])
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"cannot read labels ({exc})", path=path) from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in fields]
-    if missing:
-        raise InputError(
-            f"labels file lacks column(s) {', '.join(missing)} (has: {', '.join(fields) or 'none'}); "
-            "write it with `edgeser label`",
-            path=path,
-        )
-    if not rows:
-        raise InputError("labels file has no rows", path=path)
-    files, numbers = [], []
-    for line, row in enumerate(rows, start=2):
-        f = Path(row["file"])
-        f = f if f.is_absolute() else path.parent / f
-        if check_audio and not f.is_file():
-            raise InputError(
-                f"line {line}: audio file {f} is missing (moved or deleted since labelling?)", path=path
-            )
-        files.append(f)
-        numbers.append([_number(row, k, line, path) for k in ("start_s", "duration_s", *DIMENSIONS)])
-    values = np.asarray(numbers, dtype=np.float64)
-    if (values[:, 1] <= 0).any():
-        raise InputError(
-            f"line {int(np.argmax(values[:, 1] <= 0)) + 2}: duration_s must be positive", path=path
-        )
-    teachers = {row.get("teacher", "") for row in rows}
-    return LabelTable(
-        path=path,
-        files=files,
-        speakers=[row.get("speaker") or "" for row in rows],
-        start_s=values[:, 0],
-        duration_s=values[:, 1],
-        targets=values[:, 2:].astype(np.float32),
-        sha256=[row.get("sha256", "") or "" for row in rows],
-        teacher=teachers.pop() if len(teachers) == 1 else "",
-    )

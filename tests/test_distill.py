@@ -421,3 +421,20 @@ def test_the_default_student_loads_and_agrees_with_the_teacher_on_calibration_cl
         student = np.concatenate([model(torch.from_numpy(x[i : i + 32])).numpy() for i in range(0, len(x), 32)])
     arousal, dominance, valence = ccc(student, load_teacher("default")(x))
     assert arousal > 0.92 and dominance > 0.94 and valence > 0.83, (arousal, dominance, valence)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "not_a_state"])
+def test_resume_from_a_damaged_state_is_one_input_error(tmp_path: Path, labels: Path, damage: str) -> None:
+    out = tmp_path / "student.safetensors"
+    distill(labels, out, config=_config(epochs=1))
+    _, state = checkpoint_paths(out)
+    if damage == "truncate":
+        state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    elif damage == "empty":
+        state.write_bytes(b"")
+    else:
+        torch.save({"config": json.dumps({"student": "wav2small"}), "model": torch.zeros(3)}, state)
+    with pytest.raises(InputError) as err:
+        distill(labels, out, config=_config(epochs=2), resume=True)
+    assert err.value.path == state and "\n" not in err.value.message
+    assert ("truncated or not a checkpoint" if damage != "not_a_state" else "not a training state") in str(err.value)

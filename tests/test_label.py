@@ -278,3 +278,116 @@ def test_a_teacher_that_fails_on_a_batch_names_itself_and_the_shape() -> None:
     with pytest.raises(InputError, match=r"teacher failed on a batch of shape \(2, 300\)") as info:
         teacher(np.zeros((2, 300), np.float32))
     assert "reference_teacher.onnx" in str(info.value)
+
+
+# --------------------------------------------------------------------------- user files
+
+
+def test_an_audio_list_in_latin1_is_one_line_in_label(tmp_path: Path, corpus: Path, teacher_onnx: Path) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_bytes(corpus.read_text(encoding="utf-8").replace("spk0", "Zoé").encode("latin-1"))
+    result = CliRunner().invoke(app, ["label", str(listing), "--teacher", str(teacher_onnx),
+                                      "--out", str(tmp_path / "labels.csv")])
+    assert result.exit_code == 2, result.output
+    assert f"{listing}: audio list is not UTF-8 text" in result.output and "save it as UTF-8" in result.output
+    assert not (tmp_path / "labels.csv").exists() and not (tmp_path / "labels.csv.cache.sqlite").exists()
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_spreadsheet_encodings_with_a_bom_read_like_utf8(tmp_path: Path, corpus: Path, encoding: str) -> None:
+    audio = corpus.parent / "spk0_000.flac"
+    (tmp_path / "list.csv").write_text(f"file,speaker\n{audio},Zoë\n", encoding=encoding)
+    (tmp_path / "list.txt").write_text(f"{audio}\n", encoding=encoding)
+    assert list_audio(tmp_path / "list.csv") == [AudioItem(audio, "Zoë")]
+    assert list_audio(tmp_path / "list.txt") == [AudioItem(audio)]
+
+
+def test_a_labels_csv_in_utf16_or_latin1(tmp_path: Path, items: list[AudioItem], teacher: Counting) -> None:
+    out = tmp_path / "labels.csv"
+    label(items[:2], teacher, out, config=HALF_SECOND)
+    text = out.read_text(encoding="utf-8")
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text(text, encoding="utf-16")
+    assert read_labels(utf16).files == read_labels(out).files
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes((text + f"{items[0].path},Zoé,0,0,0.5,0.1,0.2,0.3,,\n").encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin.csv: labels file is not UTF-8 text: byte 0xe9 at offset \d+"):
+        read_labels(latin)
+
+
+def test_a_cache_with_another_schema_is_one_input_error(
+    tmp_path: Path, items: list[AudioItem], teacher: Counting
+) -> None:
+    import sqlite3
+
+    cache = tmp_path / "cache.sqlite"
+    db = sqlite3.connect(cache)
+    db.execute("CREATE TABLE labels (sha256 TEXT, teacher TEXT)")
+    db.close()
+    with pytest.raises(InputError, match="cache.sqlite: label cache has another layout"):
+        label(items[:1], teacher, tmp_path / "labels.csv", config=HALF_SECOND, cache=cache)
+    cache.write_bytes(b"my notes, not a database\n" * 20)
+    with pytest.raises(InputError, match="cache.sqlite: label cache is not a SQLite database"):
+        label(items[:1], teacher, tmp_path / "labels.csv", config=HALF_SECOND, cache=cache)
+    assert cache.read_bytes() == b"my notes, not a database\n" * 20 and not (tmp_path / "labels.csv").exists()
+    result = CliRunner().invoke(app, ["label", str(items[0].path), "--teacher", "default", "--out",
+                                      str(tmp_path / "labels.csv"), "--cache", str(cache)])
+    assert result.exit_code == 2 and "not a SQLite database" in result.output
+
+
+def test_a_corrupt_cache_entry_is_one_input_error(tmp_path: Path, items: list[AudioItem], teacher: Counting) -> None:
+    import sqlite3
+
+    cache = tmp_path / "cache.sqlite"
+    label(items[:1], teacher, tmp_path / "labels.csv", config=HALF_SECOND, cache=cache)
+    db = sqlite3.connect(cache)
+    db.execute("UPDATE labels SET value = '[[0, 1, 2'")
+    db.commit()
+    db.close()
+    with pytest.raises(InputError, match="cache.sqlite: corrupt label cache entry"):
+        label(items[:1], teacher, tmp_path / "labels.csv", config=HALF_SECOND, cache=cache)
+
+
+def test_a_failed_first_input_leaves_no_cache_behind(tmp_path: Path, items: list[AudioItem], teacher: Counting) -> None:
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"not audio at all")
+    out = tmp_path / "labels.csv"
+    with pytest.raises(InputError, match="broken.wav"):
+        label([AudioItem(bad)], teacher, out, config=HALF_SECOND)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.wav"]
+    label(items[:1], teacher, out, config=HALF_SECOND)  # a cache that holds something is kept, even on failure
+    with pytest.raises(InputError, match="broken.wav"):
+        label([AudioItem(bad)], teacher, tmp_path / "other.csv", config=HALF_SECOND, cache=tmp_path / "labels.csv"
+              ".cache.sqlite")
+    assert (tmp_path / "labels.csv.cache.sqlite").is_file()
+
+
+@pytest.mark.parametrize(("start", "duration", "message"), [
+    ("-5", "0.5", "line 3: start_s must be 0 or more, got -5"),
+    ("1e12", "0.5", r"line 3: start_s 1e12 is past the end of spk0_000.flac \(1.000 s\)"),
+    ("1.0", "0.5", r"line 3: start_s 1.0 is past the end of spk0_000.flac"),
+    ("0", "0", "line 3: duration_s must be more than 0, got 0"),
+    ("0", "-1", "line 3: duration_s must be more than 0"),
+    ("0", "inf", "line 3: duration_s is inf"),
+    ("nan", "0.5", "line 3: start_s is nan"),
+    ("0", "1e9", r"line 3: duration_s must be at most 60 s, got 1e\+09"),
+])
+def test_impossible_label_rows_are_refused(
+    tmp_path: Path, items: list[AudioItem], start: str, duration: str, message: str
+) -> None:
+    audio = items[0].path
+    path = _write(tmp_path / "rows.csv", "file,start_s,duration_s,arousal,dominance,valence",
+                  f"{audio},0,0.5,0.5,0.5,0.5", f"{audio},{start},{duration},0.5,0.5,0.5")
+    with pytest.raises(InputError, match=message) as err:
+        read_labels(path)
+    assert err.value.path == path
+    if "past the end" not in message:
+        return
+    assert len(read_labels(path, check_audio=False)) == 2  # the audio's length is known only when it is checked
+
+
+def test_an_unusable_audio_name_in_labels_is_one_input_error(tmp_path: Path) -> None:
+    path = _write(tmp_path / "rows.csv", "file,start_s,duration_s,arousal,dominance,valence",
+                  f"{'x' * 300}.wav,0,0.5,0.5,0.5,0.5")
+    with pytest.raises(InputError, match="rows.csv: line 2: audio file .* cannot be read"):
+        read_labels(path)

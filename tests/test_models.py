@@ -245,3 +245,37 @@ def test_mel_filters_have_unit_area_and_rising_centres():
     assert np.all(np.diff(centres) > 0)
     coarse = mel_filterbank(16000, 64, 26)
     assert coarse.shape == (33, 26) and coarse.flags["C_CONTIGUOUS"]
+
+
+def _crafted(tmp_path, **config):
+    """A tiny student's checkpoint whose metadata claims another config (its tensors unchanged)."""
+    from safetensors import safe_open
+
+    src = models.save(models.create_model("wav2small", channels=4), tmp_path / "src.safetensors")
+    with safe_open(str(src), framework="pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"] = json.dumps({**json.loads(meta["config"]), **config})
+    path = tmp_path / "crafted.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"channels": 10**7}, "channels must be at most 512, got 10000000"),
+    ({"n_fft": 2**40}, "n_fft must be at most 4096"),
+    ({"head_hidden": 10**9}, "head_hidden must be at most 4096"),
+    ({"channels": float("inf")}, "channels must be at most 512, got inf"),
+])
+def test_a_checkpoint_claiming_an_absurd_size_is_refused_before_building(tmp_path, config, message):
+    path = _crafted(tmp_path, **config)
+    with pytest.raises(InputError, match=message) as err:
+        models.load(path)
+    assert err.value.path == path
+
+
+def test_a_checkpoint_config_must_build_the_tensors_the_file_holds(tmp_path):
+    path = _crafted(tmp_path, channels=400)
+    with pytest.raises(InputError, match=r"crafted.safetensors: its config needs [\d,]+ values, the file "
+                                         r"holds [\d,]+ \(vgg7.l1.conv.weight: \(4, 1, 3, 3\) in the file, "
+                                         r"\(400, 1, 3, 3\) from the config"):
+        models.load(path)

@@ -13,11 +13,13 @@ not trained (frozen parameters, buffers other than batch-norm statistics) can be
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, OutputError
 from ..fileio import replacing
+from ..userfiles import load_safetensors, safetensors_header
 from .registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model", "save", "load", "count_parameters", "read_metadata"]
@@ -83,60 +85,82 @@ def save(model: Any, path: str | Path, *, extra: dict[str, Any] | None = None) -
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The safetensors metadata of a checkpoint (empty for files written by other tools)."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("model file not found", path=path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except Exception as exc:  # safetensors raises several types for a corrupt header
-        raise InputError(f"not a readable safetensors file ({type(exc).__name__})", path=path) from None
-
-
-def _published_wav2small(state: dict[str, Any], path: Path) -> Any:
-    w = state.get("vgg7.l1.conv.weight")
-    if w is None:
-        raise InputError("no edgeser metadata and not a Wav2Small layout (no 'vgg7.l1.conv.weight')", path=path)
-    n_fft = int(state["vgg7.spectrogram_extractor.conv_real.weight"].shape[-1])
-    return create_model("wav2small", channels=int(w.shape[0]), n_fft=n_fft, hop_length=n_fft // 2)
-
-
-def load(path: str | Path) -> Any:
-    """Load a student checkpoint (edgeser or published Wav2Small layout), strictly, in eval mode.
+    """The safetensors metadata of a checkpoint (empty for files written by other tools).
 
     Raises:
-        InputError: the file is missing or corrupt, or its keys or shapes do not match the architecture.
+        InputError: the file is missing or not a readable safetensors file.
     """
-    from safetensors.torch import load_file
+    return safetensors_header(path, what="model file")[0]
 
-    path = Path(path)
-    meta = read_metadata(path)
-    state = load_file(str(path))
-    derived: set[str] = set()
-    if meta.get("format") == FORMAT:
-        try:
-            model = create_model(meta["arch"], **json.loads(meta["config"]))
-            derived = set(json.loads(meta.get("derived", "[]")))
-        except (KeyError, json.JSONDecodeError, TypeError) as exc:
-            raise InputError(f"corrupt edgeser metadata ({exc})", path=path) from None
-        trained = sorted(derived - _derivable(model))
-        if trained:
-            raise InputError(f"corrupt edgeser metadata: 'derived' lists trained weights ({', '.join(trained[:4])})",
-                             path=path)
-    else:
-        model = _published_wav2small(state, path)
-    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")} - derived
-    missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected - {
-        k for k in state if k.endswith("num_batches_tracked")})
+
+def _spec(meta: dict[str, str], shapes: dict[str, tuple[int, ...]], path: Path) -> tuple[str, dict[str, Any], set[str]]:
+    """(architecture, config, derived keys) from edgeser metadata, or the published Wav2Small's from its shapes."""
+    if meta.get("format") != FORMAT:
+        w, stft = shapes.get("vgg7.l1.conv.weight"), shapes.get("vgg7.spectrogram_extractor.conv_real.weight")
+        if not w or not stft:
+            raise InputError("no edgeser metadata and not a Wav2Small layout (no 'vgg7.l1.conv.weight' or "
+                             "'vgg7.spectrogram_extractor.conv_real.weight')", path=path)
+        return "wav2small", {"channels": w[0], "n_fft": stft[-1], "hop_length": stft[-1] // 2}, set()
+    try:
+        arch, config, derived = meta["arch"], json.loads(meta["config"]), json.loads(meta.get("derived", "[]"))
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise InputError(f"corrupt edgeser metadata ({exc})", path=path) from None
+    if not isinstance(config, dict) or not isinstance(derived, list) or not all(isinstance(k, str) for k in derived):
+        raise InputError("corrupt edgeser metadata (config must be an object, derived a list of names)", path=path)
+    return arch, config, set(derived)
+
+
+def _build(arch: str, config: dict[str, Any], path: Path) -> Any:
+    try:
+        return create_model(arch, **config)
+    except InputError as exc:
+        raise InputError(f"its metadata asks for a student that cannot be built: {exc.message}", path=path) from None
+
+
+def _check_shapes(skeleton: Any, shapes: dict[str, tuple[int, ...]], derived: set[str], path: Path) -> None:
+    """The file must hold every tensor the config builds (but the derived ones), in the same shapes."""
+    trained = sorted(derived - _derivable(skeleton))
+    if trained:
+        raise InputError(f"corrupt edgeser metadata: 'derived' lists trained weights ({', '.join(trained[:4])})",
+                         path=path)
+    built = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()
+             if not k.endswith("num_batches_tracked") and k not in derived}
+    stored = {k: v for k, v in shapes.items() if not k.endswith("num_batches_tracked")}
+    missing, unexpected = sorted(built.keys() - stored.keys()), sorted(stored.keys() - built.keys())
     if missing or unexpected:
         detail = "; ".join(filter(None, [
             f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}" if missing else "",
             f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}" if unexpected else "",
         ]))
-        raise InputError(f"checkpoint does not match {model.arch}: {detail}", path=path)
+        raise InputError(f"checkpoint does not match {skeleton.arch}: {detail}", path=path)
+    differ = [k for k in built if built[k] != stored[k]]
+    if differ:
+        needs, holds = (sum(math.prod(s[k]) for k in built) for s in (built, stored))
+        k = differ[0]
+        raise InputError(f"its config needs {needs:,} values, the file holds {holds:,} ({k}: {stored[k]} in the "
+                         f"file, {built[k]} from the config)", path=path)
+
+
+def load(path: str | Path) -> Any:
+    """Load a student checkpoint (edgeser or published Wav2Small layout), strictly, in eval mode.
+
+    The config in the metadata is checked against the tensors the file holds before anything is allocated:
+    sizes within :data:`~edgeser.models.registry.MAX_SIZES`, then a model built on torch's meta device (no
+    memory) must have exactly the file's tensor names and shapes.
+
+    Raises:
+        InputError: the file is missing or corrupt, or its config, keys or shapes do not match the architecture.
+    """
+    import torch
+
+    path = Path(path)
+    meta, shapes = safetensors_header(path, what="model file")
+    arch, config, derived = _spec(meta, shapes, path)
+    with torch.device("meta"):
+        skeleton = _build(arch, config, path)
+    _check_shapes(skeleton, shapes, derived, path)
+    state = load_safetensors(path, what="model file")
+    model = _build(arch, config, path)
     try:
         model.load_state_dict(state, strict=False)
     except RuntimeError as exc:

@@ -25,7 +25,6 @@ Weights come from ``model.safetensors`` (preferred) or ``pytorch_model.bin``, th
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 from torch import nn
 
 from edgeser.errors import InputError
+from edgeser.userfiles import load_safetensors, load_torch_state, read_json
 
 from .base import check_output, file_digest
 
@@ -194,16 +194,7 @@ class _OdysseySER(nn.Module):
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
-    path = folder / "config.json"
-    if not path.is_file():
-        raise InputError("config.json not found", path=path)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"unreadable config.json ({str(exc).splitlines()[0]})", path=path) from None
-    if not isinstance(config, dict):
-        raise InputError("config.json is not a JSON object", path=path)
-    return config
+    return read_json(folder / "config.json", what="config.json")
 
 
 def _weights_path(folder: Path) -> Path:
@@ -214,17 +205,11 @@ def _weights_path(folder: Path) -> Path:
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # safetensors and torch.load raise their own types for corrupt or unsafe files
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-        raise InputError(f"corrupt or unsupported weights file ({first})", path=path) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if path.suffix == ".safetensors":
+        state = load_safetensors(path, what="weights file")
+    else:
+        state = load_torch_state(path, what="weights file")
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError("weights file is not a flat state dict of tensors", path=path)
     return state
 

@@ -25,17 +25,14 @@ ORDER = ("arousal", "dominance", "valence")
 
 
 def _yaml_labels(path: Path, output: str) -> list[str] | None:
-    try:
-        import yaml
-    except ImportError:
-        return None
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML ({str(exc).splitlines()[0]})", path=path) from None
+    from ..userfiles import read_yaml_mapping
+
+    doc = read_yaml_mapping(path, what="teacher model.yaml")
     outputs = doc.get("outputs") or doc.get("output") or {}
     entry = outputs.get(output) if isinstance(outputs, dict) else None
     labels = entry.get("labels") if isinstance(entry, dict) else None
+    if labels is not None and not isinstance(labels, list):
+        raise InputError(f"output '{output}': labels must be a list, got a {type(labels).__name__}", path=path)
     return [str(x).lower() for x in labels] if labels else None
 
 
