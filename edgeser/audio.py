@@ -23,10 +23,6 @@ __all__ = [
 SAMPLING_RATE = 16_000
 """Every model in edgeser takes 16 kHz mono float32 waveforms."""
 
-SILENCE_PEAK = 1e-5
-"""A file whose absolute peak stays below this (about -100 dBFS) is treated as silent-only."""
-
-
 @dataclass(frozen=True)
 class AudioItem:
     """One audio file and, when the list says so, who speaks in it."""
@@ -38,7 +34,7 @@ class AudioItem:
 
 
 def load(path: str | Path, *, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
-    """Read an audio file as mono float32 at ``sampling_rate``.
+    """Read an audio file as mono float32 at ``sampling_rate``, with the device reader's rules.
 
     Args:
         path: any format libsndfile reads (WAV, FLAC, OGG, MP3 with libsndfile >= 1.1 ...).
@@ -48,29 +44,15 @@ def load(path: str | Path, *, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
         float32 array of shape (T,).
 
     Raises:
-        InputError: the file is missing, unreadable, empty, non-finite or silent-only.
+        InputError: the file is missing, unreadable, empty, shorter than 0.1 s, non-finite, beyond
+            +60 dBFS or silent-only (:mod:`edgeser.runtime.audiofile`).
     """
-    import soundfile as sf
-    import soxr
+    from .runtime.audiofile import AudioError, read
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("audio file not found", path=path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"cannot read audio ({reason})", path=path) from None
-    if data.shape[0] == 0:
-        raise InputError("audio file is empty (0 samples)", path=path)
-    if not np.isfinite(data).all():
-        raise InputError("audio contains NaN or infinite samples", path=path)
-    mono = data.mean(axis=1, dtype=np.float32)
-    if float(np.abs(mono).max()) < SILENCE_PEAK:
-        raise InputError("audio is silent (peak below -100 dBFS)", path=path)
-    if rate != sampling_rate:
-        mono = soxr.resample(mono, rate, sampling_rate, quality="HQ").astype(np.float32, copy=False)
-    return np.ascontiguousarray(mono, dtype=np.float32)
+        return read(path, sampling_rate)
+    except AudioError as exc:
+        raise InputError(exc.reason, path=exc.path) from None
 
 
 def fit_length(x: np.ndarray, samples: int) -> np.ndarray:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .engine import MODEL_METADATA_KEY, InputSpec
 from .frontend import logmel
+from .spec import MODEL_METADATA_KEY, InputSpec
 
 __all__ = ["LiteRTRunner", "load", "read_metadata", "ENGINES", "EDGETPU_LIBRARY", "EDGETPU_ENV", "ENGINE_ENV"]
 

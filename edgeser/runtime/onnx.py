@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import MODEL_METADATA_KEY, InputSpec
+from .spec import MODEL_METADATA_KEY, InputSpec
 
 __all__ = ["OnnxRunner", "load"]
 

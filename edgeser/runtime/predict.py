@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import Runner
+from .spec import Runner
 
 __all__ = ["Prediction", "predict_signal", "predict_file", "predict_blocks", "BATCH_WINDOWS"]
 
