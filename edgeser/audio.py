@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .runtime.spec import SAMPLING_RATE  # every model in edgeser takes 16 kHz mono float32 waveforms
 
 __all__ = [
     "SAMPLING_RATE",
@@ -20,8 +21,6 @@ __all__ = [
     "audio_extensions",
 ]
 
-SAMPLING_RATE = 16_000
-"""Every model in edgeser takes 16 kHz mono float32 waveforms."""
 
 @dataclass(frozen=True)
 class AudioItem:

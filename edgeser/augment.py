@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .runtime.spec import SAMPLING_RATE
 
 __all__ = [
     "AugmentConfig",
@@ -129,7 +130,7 @@ def speed(x: np.ndarray, factor: float) -> np.ndarray:
 
     if abs(factor - 1.0) < 1e-6:
         return x.astype(np.float32, copy=True)
-    rate = 16_000
+    rate = SAMPLING_RATE
     return soxr.resample(x.astype(np.float32), int(round(rate * factor)), rate, quality="HQ").astype(
         np.float32
     )
@@ -139,7 +140,7 @@ WARP_HZ = (0.3, 2.0)
 """Range of the rates (Hz) of the two sinusoids whose sum drives a warp's speed."""
 
 
-def warp(x: np.ndarray, depth: float, rng: np.random.Generator, *, rate: int = 16_000) -> np.ndarray:
+def warp(x: np.ndarray, depth: float, rng: np.random.Generator, *, rate: int = SAMPLING_RATE) -> np.ndarray:
     """Play a (T,) clip at a speed that drifts smoothly between ``1 - depth`` and ``1 + depth``.
 
     The speed follows the sum of two sinusoids of random rate (WARP_HZ), phase and weight, scaled so its

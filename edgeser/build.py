@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from . import audio as audio_io
-from .bundle import archive, assemble, replace_outputs, sha256_file, staging_dir, write_manifest
+from .bundle import archive, assemble, replace_outputs, staging_dir, write_manifest
 from .drift import DriftResult, evaluate
 from .errors import DriftError, InputError, OutputError
 from .export import Artefact, exporter_for
+from .fileio import sha256_file
 from .progress import Reporter, silent
 from .recipe import Recipe, load_recipe
 from .report import BuildFacts, scatter_plots, write_report

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DIMENSIONS", "ccc", "pearson", "mae", "agreement"]
+from .runtime.spec import DIMENSIONS
 
-DIMENSIONS: tuple[str, str, str] = ("arousal", "dominance", "valence")
+__all__ = ["DIMENSIONS", "ccc", "pearson", "mae", "agreement"]
 
 
 def _pair(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

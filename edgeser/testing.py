@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from .runtime.spec import SAMPLING_RATE
+
 __all__ = ["synth_clip", "synth_corpus", "tiny_teacher_onnx", "tiny_student", "with_relu_head", "tiny_bundle",
            "TINY_SECONDS"]
 
-SAMPLING_RATE = 16_000
 TINY_SECONDS = 1.0
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .spec import SAMPLING_RATE
+
 __all__ = ["AudioError", "read", "blocks", "resample", "MIN_SECONDS", "SILENCE_PEAK", "MAX_PEAK", "BLOCK_SECONDS"]
 
 MIN_SECONDS = 0.1
@@ -95,7 +97,7 @@ def _open(path: Path) -> Any:
         raise AudioError(path, f"cannot read audio ({reason})") from None
 
 
-def blocks(path: str | Path, sampling_rate: int = 16_000, *,
+def blocks(path: str | Path, sampling_rate: int = SAMPLING_RATE, *,
            block_seconds: float | None = None) -> Iterator[np.ndarray]:
     """Mono float32 blocks of ``path`` at ``sampling_rate``, about ``block_seconds`` (default
     :data:`BLOCK_SECONDS`) long each.
@@ -149,7 +151,7 @@ def _check_block(path: Path, mono: np.ndarray) -> float:
     return peak
 
 
-def read(path: str | Path, sampling_rate: int = 16_000) -> np.ndarray:
+def read(path: str | Path, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """Mono float32 samples of ``path`` at ``sampling_rate`` (the whole file in memory).
 
     Raises:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .spec import SAMPLING_RATE
+
 __all__ = ["NORM_EPS", "LOG_FLOOR", "hann", "dft_kernels", "mel_edges", "mel_filterbank", "logmel"]
 
 NORM_EPS = 1e-7
@@ -71,7 +73,7 @@ def mel_filterbank(sampling_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
 
 
 def logmel(x: np.ndarray, *, n_fft: int = 64, hop_length: int = 32, n_mels: int = 26,
-           sampling_rate: int = 16_000) -> np.ndarray:
+           sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """Normalised waveform batch (B, T) -> log-mel (B, 1, frames, n_mels), float32, in float32 maths."""
     x = np.asarray(x, dtype=np.float32)
     x = x - x.mean(axis=1, keepdims=True)

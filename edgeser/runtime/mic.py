@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .spec import SAMPLING_RATE
 from .stream import Resampler, SourceError
 
 __all__ = ["DeviceInfo", "MicSource", "NoDeviceError", "list_devices", "resolve_device",
@@ -130,7 +131,7 @@ class MicSource:
         ImportError: sounddevice or PortAudio is not installed.
     """
 
-    def __init__(self, device: str | int | None = None, *, sampling_rate: int = 16_000,
+    def __init__(self, device: str | int | None = None, *, sampling_rate: int = SAMPLING_RATE,
                  capture_rate: int | None = None) -> None:
         self._sd = _sounddevice()
         self.device = resolve_device(device)

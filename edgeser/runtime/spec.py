@@ -12,7 +12,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["InputSpec", "Runner", "MODEL_METADATA_KEY", "BACKENDS"]
+__all__ = ["InputSpec", "Runner", "MODEL_METADATA_KEY", "BACKENDS", "SAMPLING_RATE", "DIMENSIONS"]
+
+SAMPLING_RATE = 16_000
+"""Rate, in Hz, of the audio every model and teacher takes."""
+DIMENSIONS: tuple[str, str, str] = ("arousal", "dominance", "valence")
+"""The outputs of every model and teacher, in this order."""
 
 MODEL_METADATA_KEY = "edgeser"
 """Key of the JSON input spec stored in a model's own metadata (ONNX metadata_props / TFLite metadata)."""
@@ -23,7 +28,7 @@ BACKENDS = ("onnx", "litert")
 class InputSpec:
     """What a model expects and returns; stored as JSON inside the model and in the bundle manifest."""
 
-    sampling_rate: int = 16_000
+    sampling_rate: int = SAMPLING_RATE
     """Input rate in Hz."""
     window_samples: int = 32_000
     """Window the model was calibrated and evaluated on, in samples (the ONNX models accept any length)."""
@@ -41,7 +46,7 @@ class InputSpec:
     """(scale, zero_point) when the input tensor is int8."""
     output_quant: tuple[float, int] | None = None
     """(scale, zero_point) when the output tensor is int8."""
-    labels: tuple[str, ...] = ("arousal", "dominance", "valence")
+    labels: tuple[str, ...] = DIMENSIONS
     """Output order."""
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from .spec import SAMPLING_RATE
+
 __all__ = ["VadConfig", "EnergyGate", "SILENCE_DBFS", "frame_dbfs"]
 
 SILENCE_DBFS = -100.0
@@ -75,7 +77,7 @@ class EnergyGate:
         sampling_rate: input rate in Hz.
     """
 
-    def __init__(self, config: VadConfig | None = None, *, sampling_rate: int = 16_000) -> None:
+    def __init__(self, config: VadConfig | None = None, *, sampling_rate: int = SAMPLING_RATE) -> None:
         self.config = config or VadConfig()
         self.frame_samples = max(1, int(round(self.config.frame_ms * sampling_rate / 1000.0)))
         """Samples per gate frame."""
