@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgeser import models
     from edgeser.augment import Augmenter
+    from edgeser.defaults import default_teacher_path
     from edgeser.distill import _ema_step, _loss, _predict, _schedule, load_windows
     from edgeser.label import read_labels
     from edgeser.metrics import ccc
-    from edgeser.teachers import DEFAULT_TEACHER
 
     torch.set_num_threads(1)
-    graph = onnx.load(str(DEFAULT_TEACHER))
+    graph = onnx.load(str(default_teacher_path()))
     for name in args.hints:
         graph.graph.output.append(onnx.helper.make_tensor_value_info(HINTS[name], onnx.TensorProto.FLOAT, None))
     opts = ort.SessionOptions()

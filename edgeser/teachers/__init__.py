@@ -1,7 +1,7 @@
 """Teachers: models that label audio with arousal, dominance, valence. Local paths only, never a hub.
 
 :func:`load_teacher` accepts:
-- ``None`` or ``"default"``: the embedded reference teacher (``edgeser/assets/reference_teacher.onnx``);
+- ``None`` or ``"default"``: the embedded reference teacher (:func:`edgeser.defaults.default_teacher_path`);
 - a ``.onnx`` file or a folder with ``model.onnx`` (audonnx layout too);
 - a transformers folder (``config.json`` + weights) of audEERING's wav2vec2 A/D/V model or the
   Odyssey WavLM baseline (needs ``pip install 'edgeser[teachers]'``);
@@ -12,22 +12,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..defaults import default_teacher_path
 from ..errors import InputError
 from .base import Teacher
 
-__all__ = ["Teacher", "load_teacher", "DEFAULT_TEACHER"]
-
-DEFAULT_TEACHER = Path(__file__).resolve().parent.parent / "assets" / "reference_teacher.onnx"
+__all__ = ["Teacher", "load_teacher"]
 
 
 def _load_one(spec: str, *, output: str | None, threads: int) -> Teacher:
     from . import onnx
 
     if spec in ("", "default"):
-        if not DEFAULT_TEACHER.is_file():
-            raise InputError("the embedded default teacher is not installed; pass --teacher PATH",
-                             path=DEFAULT_TEACHER)
-        return onnx.load(DEFAULT_TEACHER, output=output, threads=threads)
+        return onnx.load(default_teacher_path(), output=output, threads=threads)
     path = Path(spec)
     if not path.exists():
         raise InputError("teacher not found", path=path)

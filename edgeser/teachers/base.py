@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Teacher", "file_digest", "check_output"]
+from ..errors import InputError
+from ..runtime.spec import DIMENSIONS
+
+__all__ = ["Teacher", "check_output", "label_order"]
 
 
 @runtime_checkable
@@ -20,28 +23,34 @@ class Teacher(Protocol):
     identity: str
     """Stable identity of the weights (a content hash); labelling caches are keyed by it."""
     sample_rate: int
-    """Input rate in Hz (16000 for every teacher edgeser loads)."""
+    """Input rate in Hz (:data:`edgeser.runtime.spec.SAMPLING_RATE` for every teacher edgeser loads)."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, T) -> float32 (N, 3)."""
         ...
 
 
-def file_digest(*paths: str | Path, length: int = 16) -> str:
-    """sha256 over the bytes of one or more files, hex, shortened to ``length``."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:length]
+def label_order(labels: Sequence[str], *, what: str, path: Path) -> list[int]:
+    """Indices that put outputs named ``labels`` (lower case) in arousal, dominance, valence order.
+
+    Args:
+        labels: the model's output names, in its own order.
+        what: how the error names the labels' source (e.g. ``id2label``).
+        path: the file that lists them.
+
+    Raises:
+        InputError: the labels are not the three dimensions in some order.
+    """
+    if sorted(labels) != sorted(DIMENSIONS):
+        raise InputError(f"{what} names {list(labels)}, expected {list(DIMENSIONS)} in some order", path=path)
+    return [list(labels).index(d) for d in DIMENSIONS]
 
 
 def check_output(out: np.ndarray, n: int, source: str) -> np.ndarray:
     """Validate a teacher's output: (n, 3) and finite."""
     out = np.asarray(out, dtype=np.float32)
-    if out.ndim != 2 or out.shape != (n, 3):
-        raise ValueError(f"{source}: teacher returned shape {out.shape}, expected ({n}, 3)")
+    if out.ndim != 2 or out.shape != (n, len(DIMENSIONS)):
+        raise ValueError(f"{source}: teacher returned shape {out.shape}, expected ({n}, {len(DIMENSIONS)})")
     if not np.isfinite(out).all():
         raise ValueError(f"{source}: teacher returned NaN or infinite values")
     return out

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from edgeser.errors import InputError
-
+from ..errors import InputError
+from ..fileio import sha256_bytes
+from ..runtime.spec import DIMENSIONS
 from .base import Teacher, check_output
 
 __all__ = ["Ensemble"]
@@ -43,8 +43,8 @@ class Ensemble:
         self.sample_rate = rates[0]
         self.name = "+".join(t.name for t in members)
         weighting = ",".join(f"{w:.6g}" for w in self.weights)
-        digest = hashlib.sha256(("+".join(t.identity for t in members) + "|" + weighting).encode("utf-8"))
-        self.identity = f"ensemble-{digest.hexdigest()[:16]}"
+        digest = sha256_bytes("+".join(t.identity for t in members) + "|" + weighting)
+        self.identity = f"ensemble-{digest[:16]}"
 
     @staticmethod
     def _normalised(weights: Sequence[float] | None, n: int) -> list[float]:
@@ -61,7 +61,7 @@ class Ensemble:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, T) -> float32 (N, 3): the weighted mean of the members' outputs."""
         n = len(batch)
-        total = np.zeros((n, 3), dtype=np.float64)
+        total = np.zeros((n, len(DIMENSIONS)), dtype=np.float64)
         for teacher, weight in zip(self.teachers, self.weights, strict=True):
             total += weight * check_output(teacher(batch), n, teacher.name)
         return check_output(total.astype(np.float32), n, self.name)

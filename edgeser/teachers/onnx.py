@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .base import check_output, file_digest
+from ..fileio import sha256_file
+from ..runtime import onnx as ort_runtime
+from ..runtime.spec import SAMPLING_RATE
+from .base import check_output, label_order
 
 __all__ = ["OnnxTeacher", "load"]
-
-ORDER = ("arousal", "dominance", "valence")
 
 
 def _yaml_labels(path: Path, output: str) -> list[str] | None:
@@ -39,23 +40,18 @@ def _yaml_labels(path: Path, output: str) -> list[str] | None:
 class OnnxTeacher:
     """An ONNX A/D/V model used as a teacher."""
 
-    sample_rate = 16_000
+    sample_rate = SAMPLING_RATE
 
     def __init__(self, path: str | Path, *, output: str | None = None, threads: int = 1) -> None:
-        import onnxruntime as ort
-
         path = Path(path)
         model = path / "model.onnx" if path.is_dir() else path
         if not model.is_file():
             raise InputError("teacher not found" if not path.exists() else "teacher folder has no model.onnx",
                              path=path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 4  # failures become InputErrors below; no duplicate ORT log line
         try:
-            self.session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types for invalid files
-            raise InputError(f"not a loadable ONNX model ({str(exc).splitlines()[0][:160]})", path=model) from None
+            self.session = ort_runtime.session(model, threads=threads)
+        except ValueError as exc:  # one line that already names the file
+            raise InputError(str(exc)) from None
         outs = [o.name for o in self.session.get_outputs()]
         if output is None:
             output = "logits" if "logits" in outs else (outs[0] if len(outs) == 1 else None)
@@ -67,14 +63,10 @@ class OnnxTeacher:
         self.fixed_batch = isinstance(inp.shape[0], int) if inp.shape else False
         yaml_path = model.with_suffix(".yaml")
         labels = _yaml_labels(yaml_path, output) if yaml_path.is_file() else None
-        self.order = None
-        if labels is not None:
-            if sorted(labels) != sorted(ORDER):
-                raise InputError(f"output '{output}' has labels {labels}, expected {list(ORDER)}", path=yaml_path)
-            self.order = [labels.index(d) for d in ORDER]
+        self.order = None if labels is None else label_order(labels, what=f"output '{output}'", path=yaml_path)
         self.path = model
         self.name = f"onnx:{path.name}"
-        self.identity = f"onnx-{file_digest(model)}-{output}"
+        self.identity = f"onnx-{sha256_file(model)[:16]}-{output}"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
@@ -94,4 +86,12 @@ class OnnxTeacher:
 
 
 def load(path: str | Path, *, output: str | None = None, threads: int = 1) -> OnnxTeacher:
+    """Load an ONNX teacher (a ``.onnx`` file or a folder with ``model.onnx``) on ``threads`` intra-op threads.
+
+    The session is opened by :func:`edgeser.runtime.onnx.session`, as the device runner's is.
+
+    Raises:
+        InputError: the file is missing or not a loadable model, the output is not found, or the labels
+            in ``model.yaml`` are not arousal, dominance, valence.
+    """
     return OnnxTeacher(path, output=output, threads=threads)
