@@ -106,26 +106,25 @@ class DistillConfig:
     """torch intra-op threads."""
 
     def validate(self) -> None:
-        """Raises InputError for an unknown loss, a non-positive count or a student that cannot be built.
+        """Raises InputError for an unknown loss, a number outside its range (:data:`edgeser.limits.DISTILL`)
+        or a student that cannot be built.
 
         Called before any labels or audio are read, so a mistyped option fails at once.
         """
         from . import models
+        from .limits import DISTILL, LOSS_WEIGHT, check
 
-        with torch.random.fork_rng(devices=[]):  # building it draws initial weights: leave the caller's RNG alone
-            models.create_model(self.student, **self.student_config)
+        check(self, DISTILL)
         if self.loss not in LOSSES:
             raise InputError(f"unknown loss '{self.loss}' (choose from {', '.join(LOSSES)})")
-        for name in ("epochs", "batch_size", "lr", "threads"):
-            if not getattr(self, name) > 0:
-                raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if not 0 < self.val_fraction < 1:
             raise InputError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        if not 0 <= self.ema < 1:
-            raise InputError(f"--ema must be in [0, 1) (a decay per step, e.g. 0.998), got {self.ema}")
         w = self.loss_weights
-        if len(w) != len(DIMENSIONS) or min(w) < 0 or not sum(w) > 0 or not all(map(math.isfinite, w)):
-            raise InputError(f"--loss-weights needs 3 non-negative numbers (A D V), not all 0; got {list(w)}")
+        if len(w) != len(DIMENSIONS) or not all(x in LOSS_WEIGHT for x in w) or not sum(w) > 0:
+            raise InputError(f"--loss-weights needs 3 numbers (A D V) {LOSS_WEIGHT.describe()}, not all 0; "
+                             f"got {list(w)}")
+        with torch.random.fork_rng(devices=[]):  # building it draws initial weights: leave the caller's RNG alone
+            models.create_model(self.student, **self.student_config)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

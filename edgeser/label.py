@@ -74,14 +74,12 @@ class LabelConfig:
         return int(round((self.hop_seconds or self.window_seconds) * SAMPLING_RATE))
 
     def validate(self) -> None:
-        """Raises InputError for a non-positive length, batch, worker or thread count."""
-        for name in ("window_seconds", "batch_size", "workers", "threads"):
-            if not getattr(self, name) > 0:
-                raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        """Raises InputError for a number outside its range (:data:`edgeser.limits.LABEL`) or another --parallel."""
+        from .limits import LABEL, check
+
+        check(self, LABEL)
         if self.parallel not in PARALLEL:
             raise InputError(f"--parallel must be one of {', '.join(PARALLEL)}, got {self.parallel!r}")
-        if self.hop_seconds is not None and not self.hop_seconds > 0:
-            raise InputError(f"--hop-seconds must be positive, got {self.hop_seconds}")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from .errors import InputError, OutputError
 from .fileio import replacing
 from .runtime.engine import InputSpec, Runner
-from .runtime.listen import CsvLog, Source, Summary, listen
+from .runtime.listen import CsvLog, Source, Summary, listen, sigterm_as_interrupt
 from .runtime.stream import Reading, StreamConfig
 
 __all__ = ["LiveView", "LiveOptions", "run_live", "open_runner", "default_runner", "cache_dir",
@@ -216,6 +216,8 @@ def run_live(runner: Runner, *, source: Source | None, options: LiveOptions, con
              out: TextIO | None = None) -> Summary:
     """Run one session: rich view (or JSON lines), CSV log, device errors mapped to edgeser errors.
 
+    SIGTERM ends the session like Ctrl-C (in the main thread): the summary says ``interrupted``.
+
     Args:
         runner: an open model.
         source: audio source; None opens the input device ``options.device``.
@@ -234,28 +236,34 @@ def run_live(runner: Runner, *, source: Source | None, options: LiveOptions, con
     kwargs: dict[str, Any] = {"source": source, "device": options.device, "config": options.config,
                               "log_path": options.log_path, "duration_s": options.duration_s}
     try:
-        if options.plain:
-            return listen(runner, out=out or sys.stdout, **kwargs)
-        from rich.console import Console
-        from rich.live import Live
-
-        console = console or Console()
-        view = LiveView(source=source.name if source is not None else str(options.device or "default input"),
-                        model=options.model_name)
-        with Live(view, console=console, auto_refresh=False, transient=False) as live:
-            def show(reading: Reading, summary: Summary) -> None:
-                view.update(reading, summary)
-                live.refresh()
-
-            summary = listen(runner, on_reading=show, **kwargs)
-            view.summary = summary
-            live.refresh()
-        if not console.is_terminal:  # rich leaves the last frame of a non-terminal Live without a newline
-            console.line()
-        return summary
+        with sigterm_as_interrupt():
+            if options.plain:
+                return listen(runner, out=out or sys.stdout, **kwargs)
+            return _rich_session(runner, source=source, options=options, console=console, kwargs=kwargs)
     except NoDeviceError as exc:
         raise InputError(str(exc)) from None
     except ImportError as exc:
         raise InputError(f"{exc}; or use --input FILE") from None
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+def _rich_session(runner: Runner, *, source: Source | None, options: LiveOptions, console: Any,
+                  kwargs: dict[str, Any]) -> Summary:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = console or Console()
+    view = LiveView(source=source.name if source is not None else str(options.device or "default input"),
+                    model=options.model_name)
+    with Live(view, console=console, auto_refresh=False, transient=False) as live:
+        def show(reading: Reading, summary: Summary) -> None:
+            view.update(reading, summary)
+            live.refresh()
+
+        summary = listen(runner, on_reading=show, **kwargs)
+        view.summary = summary
+        live.refresh()
+    if not console.is_terminal:  # rich leaves the last frame of a non-terminal Live without a newline
+        console.line()
+    return summary

@@ -487,8 +487,9 @@ def _wait_rows(log: Path, rows: int, proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_the_log_survives_ctrl_c_and_kill(model: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C and SIGTERM (``kill``, ``systemctl stop``) end the session with exit 0 and a summary."""
     wav = tmp_path / "long.wav"
     sf.write(wav, np.tile(utterances(), 3), SR)  # 33 s, played in real time
     log = tmp_path / "log.csv"
@@ -499,7 +500,7 @@ def test_the_log_survives_ctrl_c_and_kill(model: Path, tmp_path: Path, sig: sign
     rows = read_log(log)
     assert len(rows) >= 6 and all(r["level_dbfs"] and r["dropped_samples"] == "0" for r in rows)
     assert [int(r["index"]) for r in rows] == list(range(len(rows)))
-    if sig == signal.SIGINT:
+    if sig in (signal.SIGINT, signal.SIGTERM):
         assert proc.returncode == 0, stderr
         assert f"interrupted: {len(rows)} updates" in stderr and f"{len(rows)} rows logged" in stderr
         assert len(stdout.splitlines()) == len(rows)

@@ -41,7 +41,8 @@ def test_unknown_keys_name_key_and_file(tmp_path, extra, message):
     ("quantise.float_ops", "frontend", "must be a list of str"),
     ("export.format", "tflite2", "must be one of"),
     ("quantise.float_ops", ["frontend", "conv"], "may only name"),
-    ("data.window_seconds", -1.0, "must be positive"),
+    ("data.window_seconds", -1.0, r"recipe key .data.window_seconds. must be between 0.1 and 60, got -1.0"),
+    ("export.opset", 3, r"recipe key .export.opset. must be between 13 and 23, got 3"),
     ("bundle.ship", "float16", "bundle.ship"),
 ])
 def test_ill_typed_values(dotted, value, message):

@@ -141,14 +141,14 @@ def test_partial_windows_until_full_and_fixed_models_wait() -> None:
     assert [r.index for r in readings] == [0, 1, 2] and set(fixed.calls) == {2 * SR}
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    (StreamConfig(hop_ms=3000.0), "longer than the window"),
-    (StreamConfig(hop_ms=0.0), "must be positive"),
-    (StreamConfig(smoothing=1.0), "smoothing"),
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"hop_ms": 3000.0}, "longer than the window"),
+    ({"hop_ms": 0.0}, "hop_ms must be between 10 and 60000, got 0.0"),
+    ({"smoothing": 1.0}, "smoothing must be between 0 and 0.99, got 1.0"),
 ])
-def test_bad_stream_settings_are_refused(config: StreamConfig, message: str) -> None:
+def test_bad_stream_settings_are_refused(settings: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Streamer(FakeRunner(2 * SR), config)
+        Streamer(FakeRunner(2 * SR), StreamConfig(**settings))  # type: ignore[arg-type]
 
 
 def test_smoothing_is_an_ema_that_silence_resets() -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import limits as L
 from ..augment import AugmentConfig
 from ..errors import InputError, OutputError
 from ._app import app, console, handle_errors
@@ -44,13 +45,18 @@ def label(
         ),
     ] = "default",
     teacher_output: Annotated[str | None, typer.Option(help="ONNX output name to read.")] = None,
-    window_seconds: Annotated[float, typer.Option(help="Window length in seconds.")] = 2.0,
+    window_seconds: Annotated[float, typer.Option(min=L.WINDOW_SECONDS.lo, max=L.WINDOW_SECONDS.hi,
+                                                  help="Window length in seconds.")] = 2.0,
     hop_seconds: Annotated[
-        float | None, typer.Option(help="Hop between windows (default: the window).")
+        float | None, typer.Option(min=L.HOP_SECONDS.lo, max=L.HOP_SECONDS.hi,
+                                   help="Hop between windows (default: the window).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Windows per teacher call.")] = 16,
-    workers: Annotated[int, typer.Option(help="Parallel workers (see --parallel).")] = 1,
-    threads: Annotated[int, typer.Option(help="Intra-op threads per worker.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=L.BATCH_SIZE.lo, max=L.BATCH_SIZE.hi,
+                                            help="Windows per teacher call.")] = 16,
+    workers: Annotated[int, typer.Option(min=L.WORKERS.lo, max=L.WORKERS.hi,
+                                         help="Parallel workers (see --parallel).")] = 1,
+    threads: Annotated[int, typer.Option(min=L.THREADS.lo, max=L.THREADS.hi,
+                                         help="Intra-op threads per worker.")] = 1,
     parallel: Annotated[str, typer.Option(help="Workers as 'process' (one teacher each) or 'thread' (one "
                                           "shared teacher).")] = "process",
     cache: Annotated[Path | None, typer.Option(help="Label cache (default: <out>.cache.sqlite).")] = None,
@@ -71,6 +77,7 @@ def label(
         parallel=parallel,
         skip_errors=skip_errors,
     )
+    config.validate()
     items = _items(audio)
     result = run_label(
         items, teacher, out, config=config, cache=cache, teacher_output=teacher_output, progress=True
@@ -123,16 +130,20 @@ def distill(
         list[str] | None, typer.Option(help="Student hyper-parameter key=value (repeatable), e.g. n_fft=512, "
                                             "head_hidden=8, shape_stats=1; the keys are in docs/students.md.")
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
+    epochs: Annotated[int, typer.Option(min=L.EPOCHS.lo, max=L.EPOCHS.hi, help="Epochs to train.")] = 20,
+    batch_size: Annotated[int, typer.Option(min=L.BATCH_SIZE.lo, max=L.BATCH_SIZE.hi,
+                                            help="Windows per step.")] = 16,
+    lr: Annotated[float, typer.Option(min=L.LEARNING_RATE.lo, max=L.LEARNING_RATE.hi,
+                                      help="Peak learning rate.")] = 3e-3,
     loss: Annotated[str, typer.Option(help="ccc, mse or ccc+mse.")] = "ccc+mse",
     loss_weights: Annotated[
-        tuple[float, float, float], typer.Option(help="Loss weights of arousal, dominance, valence.")
+        tuple[float, float, float], typer.Option(min=L.LOSS_WEIGHT.lo, max=L.LOSS_WEIGHT.hi,
+                                                 help="Loss weights of arousal, dominance, valence.")
     ] = (1.0, 1.0, 1.0),
     ema: Annotated[
         float,
-        typer.Option(help="Validate and save a moving average of the weights with this decay per step "
+        typer.Option(min=L.EMA_DECAY.lo, max=L.EMA_DECAY.hi,
+                     help="Validate and save a moving average of the weights with this decay per step "
                      "(e.g. 0.998; 0: off)."),
     ] = 0.0,
     teacher: Annotated[
@@ -150,30 +161,38 @@ def distill(
         ),
     ] = None,
     window_seconds: Annotated[
-        float | None, typer.Option(help="Training window (default: the labels').")
+        float | None, typer.Option(min=L.WINDOW_SECONDS.lo, max=L.WINDOW_SECONDS.hi,
+                                   help="Training window (default: the labels').")
     ] = None,
     windows_per_epoch: Annotated[
-        int | None, typer.Option(help="Windows drawn per epoch (default: all).")
+        int | None, typer.Option(min=L.WINDOWS_PER_EPOCH.lo, max=L.WINDOWS_PER_EPOCH.hi,
+                                 help="Windows drawn per epoch (default: all).")
     ] = None,
     augment: Annotated[bool, typer.Option(help="Waveform augmentation of the training windows.")] = True,
-    noise_prob: Annotated[float, typer.Option(help="Probability of added noise (white, pink or babble).")] = 0.6,
-    min_snr_db: Annotated[float, typer.Option(help="Lowest SNR of added noise in dB (highest: 30).")] = 5.0,
+    noise_prob: Annotated[float, typer.Option(min=L.PROBABILITY.lo, max=L.PROBABILITY.hi,
+                                              help="Probability of added noise (white, pink or babble).")] = 0.6,
+    min_snr_db: Annotated[float, typer.Option(min=L.SNR_DB.lo, max=L.SNR_DB.hi,
+                                              help="Lowest SNR of added noise in dB (highest: 30).")] = 5.0,
     speed_prob: Annotated[
-        float, typer.Option(help="Probability of a {}-{}x speed change (tempo and pitch).".format(*_AUG.speed_range))
+        float, typer.Option(min=L.PROBABILITY.lo, max=L.PROBABILITY.hi,
+                            help="Probability of a {}-{}x speed change (tempo and pitch).".format(*_AUG.speed_range))
     ] = _AUG.speed_prob,
-    mix_prob: Annotated[float, typer.Option(help="Probability of mixing two windows (mixup).")] = 0.0,
+    mix_prob: Annotated[float, typer.Option(min=L.PROBABILITY.lo, max=L.PROBABILITY.hi,
+                                            help="Probability of mixing two windows (mixup).")] = 0.0,
     warp_prob: Annotated[
-        float, typer.Option(help=f"Probability of a speed warp (speed drifting in {1 - _AUG.warp_depth:g}-"
+        float, typer.Option(min=L.PROBABILITY.lo, max=L.PROBABILITY.hi,
+                            help=f"Probability of a speed warp (speed drifting in {1 - _AUG.warp_depth:g}-"
                             f"{1 + _AUG.warp_depth:g}x; reshapes the F0 contour).")
     ] = 0.0,
     formant_prob: Annotated[
-        float, typer.Option(help="Probability of a formant shift (formants moved by {}-{}x; pitch and tempo kept)."
+        float, typer.Option(min=L.PROBABILITY.lo, max=L.PROBABILITY.hi,
+                            help="Probability of a formant shift (formants moved by {}-{}x; pitch and tempo kept)."
                             .format(*_AUG.formant_range))
     ] = 0.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved beside --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
-    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Annotated[int, typer.Option(min=L.THREADS.lo, max=L.THREADS.hi, help="torch threads.")] = 1,
+    seed: Annotated[int, typer.Option(min=L.SEED.lo, max=L.SEED.hi, help="Random seed.")] = 0,
 ) -> None:
     """Train a student on a teacher's labels only, validating on held-out speakers every epoch."""
     from ..distill import DistillConfig

@@ -8,11 +8,18 @@ from typing import Annotated, Any
 import typer
 
 from edgeser.errors import InputError
+from edgeser.limits import THREADS
+from edgeser.runtime.listen import MAX_DURATION_S
+from edgeser.runtime.stream import HOP_MS_RANGE, MAX_SMOOTHING, WINDOW_MS_RANGE
 
 from ._app import app, console, err_console, handle_errors
 
 FILE_CHUNK_MS = 100.0
 """Chunk length when a file is played through the stream, in milliseconds."""
+WINDOW_S = (WINDOW_MS_RANGE[0] / 1000.0, WINDOW_MS_RANGE[1] / 1000.0)
+"""Range of ``--window-s`` (the stream's window range, in seconds)."""
+HOP_S = (HOP_MS_RANGE[0] / 1000.0, HOP_MS_RANGE[1] / 1000.0)
+"""Range of ``--hop-s``."""
 
 
 def _list_devices() -> None:
@@ -65,15 +72,16 @@ def live(
     plain: Annotated[bool, typer.Option("--plain", help="One JSON line per update on stdout.")] = False,
     log: Annotated[Path | None, typer.Option("--log", help="Append every update to this CSV file "
                                              "(flushed per row).")] = None,
-    window_s: Annotated[float | None, typer.Option("--window-s", min=0.1, help="Window in seconds "
-                                                   "(default: the model's own).")] = None,
-    hop_s: Annotated[float, typer.Option("--hop-s", min=0.01, help="Seconds between updates.")] = 0.5,
-    smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help="Moving-average weight of the previous "
-                                             "reading (0: off).")] = 0.0,
+    window_s: Annotated[float | None, typer.Option("--window-s", min=WINDOW_S[0], max=WINDOW_S[1],
+                                                   help="Window in seconds (default: the model's own).")] = None,
+    hop_s: Annotated[float, typer.Option("--hop-s", min=HOP_S[0], max=HOP_S[1], help="Seconds between updates "
+                                         "(at most the window).")] = 0.5,
+    smoothing: Annotated[float, typer.Option(min=0.0, max=MAX_SMOOTHING, help="Moving-average weight of the "
+                                             "previous reading (0: off).")] = 0.0,
     vad: Annotated[bool, typer.Option("--vad/--no-vad", help="Skip windows without voice activity.")] = True,
-    duration_s: Annotated[float | None, typer.Option("--duration-s", min=0.0, help="Stop after this many "
-                                                     "seconds of audio.")] = None,
-    threads: Annotated[int, typer.Option(min=1, help="Inference threads.")] = 1,
+    duration_s: Annotated[float | None, typer.Option("--duration-s", min=0.0, max=MAX_DURATION_S,
+                                                     help="Stop after this many seconds of audio.")] = None,
+    threads: Annotated[int, typer.Option(min=THREADS.lo, max=THREADS.hi, help="Inference threads.")] = 1,
 ) -> None:
     """Stream arousal, dominance and valence live from a microphone or a file (Ctrl-C to stop)."""
     from edgeser.live import LiveOptions, run_live
@@ -85,10 +93,15 @@ def live(
         return
     if fast and input_file is None:
         raise InputError("--fast needs --input FILE")
+    if window_s is not None and hop_s > window_s:
+        raise InputError(f"--hop-s ({hop_s:g}) must be at most --window-s ({window_s:g})")
+    try:
+        config = StreamConfig(window_ms=None if window_s is None else window_s * 1000.0, hop_ms=hop_s * 1000.0,
+                              smoothing=smoothing, vad=VadConfig(enabled=vad))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     runner, model_name = _runner(bundle, threads)
     source = _file_source(input_file, runner, fast=fast) if input_file is not None else None
-    config = StreamConfig(window_ms=None if window_s is None else window_s * 1000.0, hop_ms=hop_s * 1000.0,
-                          smoothing=smoothing, vad=VadConfig(enabled=vad))
     options = LiveOptions(config=config, plain=plain, log_path=log, duration_s=duration_s, device=device,
                           model_name=model_name)
     summary = run_live(runner, source=source, options=options, console=console)

@@ -10,6 +10,7 @@ import typer
 
 from ..errors import InputError, OutputError
 from ..fileio import replacing
+from ..limits import THREADS
 from ._app import app, console, handle_errors
 
 CSV_COLUMNS = ("file", "window", "start_s", "arousal", "dominance", "valence")
@@ -45,7 +46,7 @@ def predict(
                                           "checkpoint (.safetensors).")],
     files: Annotated[list[Path], typer.Argument(help="Audio files.")],
     csv_out: Annotated[Path | None, typer.Option("--csv", help=CSV_HELP)] = None,
-    threads: Annotated[int, typer.Option(help="Inference threads.")] = 1,
+    threads: Annotated[int, typer.Option(min=THREADS.lo, max=THREADS.hi, help="Inference threads.")] = 1,
 ) -> None:
     """Predict arousal, dominance and valence for audio files (long files: per window plus the mean)."""
     from ..audio import load

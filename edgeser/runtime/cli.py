@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import open_model
+from .pipes import quiet_when_stdout_closes
 
 __all__ = ["main", "EXIT_BAD_INPUT"]
 
@@ -64,6 +65,7 @@ def _files(args: argparse.Namespace, runner: Any) -> int:
     return status
 
 
+@quiet_when_stdout_closes  # `python -m runner ... | head -1`: exit 0, no traceback
 def main(argv: list[str] | None = None, *, bundle: Path, edgetpu: bool = False) -> int:
     """Run the bundle at ``bundle`` on files or the microphone; returns the exit status."""
     args = _parser(edgetpu).parse_args(argv)

@@ -34,8 +34,8 @@ import numpy as np
 from .engine import Runner
 from .stream import Reading, SourceError, StreamConfig, Streamer
 
-__all__ = ["Source", "ArraySource", "CsvLog", "Summary", "listen", "run_device", "CSV_COLUMNS",
-           "LATENCY_WINDOW", "EXIT_OK", "EXIT_INPUT"]
+__all__ = ["Source", "ArraySource", "CsvLog", "Summary", "listen", "run_device", "sigterm_as_interrupt",
+           "CSV_COLUMNS", "LATENCY_WINDOW", "EXIT_OK", "EXIT_INPUT", "MAX_DURATION_S"]
 
 CSV_COLUMNS = ("time_utc", "index", "t", "speech", "arousal", "dominance", "valence", "level_dbfs",
                "latency_ms", "dropped_samples")
@@ -48,6 +48,8 @@ EXIT_INPUT = 2
 """Exit status of :func:`run_device` when the device is missing, cannot be opened, or fails mid-stream."""
 CHUNK_MS = 100.0
 """Chunk length of an :class:`ArraySource`, in milliseconds."""
+MAX_DURATION_S = 1e7
+"""Largest ``duration_s`` of a session (about 115 days); None listens until stopped."""
 
 
 class Source(Protocol):
@@ -242,9 +244,11 @@ def listen(runner: Runner, *, source: Source | None = None, device: str | int | 
 
     Raises:
         NoDeviceError: the input device does not exist or cannot be opened (nothing was started).
-        ValueError: an invalid stream config, or a log file of another format.
+        ValueError: an invalid stream config or duration, or a log file of another format.
         OSError: the log file cannot be opened.
     """
+    if duration_s is not None and not (isinstance(duration_s, int | float) and 0 <= duration_s <= MAX_DURATION_S):
+        raise ValueError(f"duration_s must be between 0 and {MAX_DURATION_S:g} seconds, got {duration_s!r}")
     streamer = Streamer(runner, config)
     emit = on_reading or _json_printer(out or sys.stdout)
     log = CsvLog(log_path) if log_path is not None else None
@@ -303,8 +307,12 @@ def _loop(src: Source, streamer: Streamer, summary: Summary, emit: Callable[[Rea
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (``systemctl stop``) like Ctrl-C while listening, in the main thread only."""
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (``systemctl stop``, ``kill``) like Ctrl-C while listening, in the main thread only.
+
+    Inside the block SIGTERM raises KeyboardInterrupt, which :func:`listen` turns into a summary with
+    ``stopped = "interrupted"``; the previous handler comes back when the block ends.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -341,7 +349,7 @@ def run_device(runner: Runner, *, device: str | int | None = None, log_path: str
     """
     err = err or sys.stderr
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             summary = listen(runner, device=device, config=config, out=out, log_path=log_path,
                              duration_s=duration_s)
     except (SourceError, ImportError, ValueError, OSError) as exc:

@@ -20,10 +20,16 @@ from .engine import Runner
 from .vad import EnergyGate, VadConfig, frame_dbfs
 
 __all__ = ["SourceError", "StreamConfig", "Reading", "RingBuffer", "Resampler", "Streamer",
-           "DEFAULT_HOP_MS", "RESAMPLER_TAPS_PER_SIDE"]
+           "DEFAULT_HOP_MS", "RESAMPLER_TAPS_PER_SIDE", "WINDOW_MS_RANGE", "HOP_MS_RANGE", "MAX_SMOOTHING"]
 
 DEFAULT_HOP_MS = 500.0
 """Time between readings, in milliseconds."""
+WINDOW_MS_RANGE = (100.0, 60_000.0)
+"""Smallest and largest window (``StreamConfig.window_ms``), in milliseconds: 0.1 s to a minute."""
+HOP_MS_RANGE = (10.0, 60_000.0)
+"""Smallest and largest hop (``StreamConfig.hop_ms``), in milliseconds."""
+MAX_SMOOTHING = 0.99
+"""Largest smoothing weight (``StreamConfig.smoothing``); 1 would never move."""
 RESAMPLER_TAPS_PER_SIDE = 24
 """Half-length of the resampling filter, in samples of the lower of the two rates."""
 RESAMPLER_KAISER_BETA = 8.0
@@ -53,8 +59,27 @@ class StreamConfig:
     """Read before the first window is full (on the audio so far, at least one hop); ignored when the model
     takes only fixed-length input."""
 
+    def __post_init__(self) -> None:
+        """Refuse a window, hop or smoothing outside its range (nan and infinities included).
+
+        Raises:
+            ValueError: naming the setting, its range and the value.
+        """
+        _check_range("window_ms", self.window_ms, WINDOW_MS_RANGE, optional=True)
+        _check_range("hop_ms", self.hop_ms, HOP_MS_RANGE)
+        _check_range("smoothing", self.smoothing, (0.0, MAX_SMOOTHING))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_range(name: str, value: object, bounds: tuple[float, float], *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    lo, hi = bounds
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and lo <= value <= hi):  # type: ignore[operator]
+        raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value!r}")
 
 
 @dataclass(frozen=True)
