@@ -184,6 +184,8 @@ def _extract(archive_path: Path, into: Path) -> Path:
                 raise VerifyError("archive does not hold exactly one bundle folder", path=archive_path)
             for m in members:
                 target = into / m.name
+                if into.resolve() not in target.resolve().parents:  # _members refused these; never write there
+                    raise VerifyError(f"archive entry {m.name!r} points outside the bundle", path=archive_path)
                 if m.isdir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
