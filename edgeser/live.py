@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, VerifyError
 from .fileio import replacing
 from .runtime.engine import InputSpec, Runner
 from .runtime.listen import CsvLog, Source, Summary, listen, sigterm_as_interrupt
@@ -104,12 +104,16 @@ def open_runner(path: Path, *, threads: int = 1) -> Runner:
     """Open a bundle folder or model file with :func:`edgeser.runtime.open_model`, mapping its errors.
 
     Raises:
-        InputError: missing path, not a bundle, an engine that is not installed, or an unloadable model.
+        InputError: missing path, an engine that is not installed, or an unloadable model.
+        VerifyError: a folder that is not a bundle or does not match its manifest.
     """
     from .runtime.engine import open_model
+    from .runtime.integrity import BundleError
 
     try:
         return open_model(path, threads=threads)
+    except BundleError as exc:
+        raise VerifyError("; ".join(exc.problems), path=path) from None
     except (FileNotFoundError, ValueError, ImportError, KeyError, json.JSONDecodeError) as exc:
         message = str(exc).removeprefix(f"{path}: ")
         raise InputError(message or type(exc).__name__, path=path) from None

@@ -22,7 +22,8 @@ HELP = {
     "recipe": "A recipe .toml to use instead of the target's.",
     "float_ops": "Comma-separated parts kept in float (frontend, softmax, head); '' quantises everything. "
     "Overrides the recipe.",
-    "overwrite": "Replace an existing output folder and archive.",
+    "overwrite": "Replace an earlier build's output folder and archive, only once the new bundle has passed "
+    "its drift gate.",
 }
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import InputError, OutputError
-from ..fileio import replacing
+from ..fileio import check_output, replacing
 from ..limits import THREADS
 from ._app import app, console, handle_errors
 
@@ -46,19 +46,25 @@ def predict(
                                           "checkpoint (.safetensors).")],
     files: Annotated[list[Path], typer.Argument(help="Audio files.")],
     csv_out: Annotated[Path | None, typer.Option("--csv", help=CSV_HELP)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --csv file.")] = False,
     threads: Annotated[int, typer.Option(min=THREADS.lo, max=THREADS.hi, help="Inference threads.")] = 1,
 ) -> None:
     """Predict arousal, dominance and valence for audio files (long files: per window plus the mean)."""
-    from ..audio import load
-    from ..runtime.predict import predict_signal
+    from ..runtime.audiofile import AudioError
+    from ..runtime.predict import predict_file
 
-    if csv_out is not None and not csv_out.parent.is_dir():
-        raise OutputError("folder for --csv does not exist", path=csv_out.parent)
+    if csv_out is not None:
+        check_output(csv_out, inputs=[model, *files], overwrite=overwrite)
+        if not csv_out.parent.is_dir():
+            raise OutputError("folder for --csv does not exist", path=csv_out.parent)
     rows: list[dict[str, Any]] = []
     runner = _open(model, threads)
     console.print(f"{'file':<40} {'arousal':>8} {'dominance':>9} {'valence':>8}", highlight=False)
     for f in files:
-        pred = predict_signal(runner, load(f, sampling_rate=runner.spec.sampling_rate))
+        try:
+            pred = predict_file(runner, f)  # block by block: memory stays flat on long recordings
+        except AudioError as exc:
+            raise InputError(exc.reason, path=exc.path) from None
         for i, (start, row) in enumerate(zip(pred.starts_s, pred.windows, strict=True)):
             rows.append(_row(f, str(i), float(start), row))
         a, d, v = pred.mean

@@ -3,6 +3,7 @@
     python -m runner FILE [FILE ...]        # A/D/V per file (mean over windows for long files)
     python -m runner --per-window FILE      # one line per window too
     python -m runner --json FILE ...        # JSON lines
+    python -m runner --check                # check the bundle against its manifest and load the model
     python -m runner --mic [--device NAME] [--log FILE.csv]  # microphone, one JSON line per update
 """
 
@@ -16,12 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from .engine import open_model
+from .integrity import BundleError
 from .pipes import quiet_when_stdout_closes
 
-__all__ = ["main", "EXIT_BAD_INPUT"]
+__all__ = ["main", "EXIT_BAD_INPUT", "EXIT_VERIFY"]
 
 EXIT_BAD_INPUT = 2
-EDGETPU_ENV = "EDGESER_EDGETPU"  # read by runtime/litert.py
+EXIT_VERIFY = 6
+"""The bundle does not match its manifest (the code ``edgeser verify`` uses)."""
+MAX_THREADS = 256
+EDGETPU_ENV = "EDGESER_EDGETPU"
+"""``0`` keeps an Edge TPU bundle's runner on the CPU, like ``--cpu``."""
 
 
 def _parser(edgetpu: bool) -> argparse.ArgumentParser:
@@ -30,25 +36,48 @@ def _parser(edgetpu: bool) -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", type=Path, help="audio files (any format soundfile reads)")
     p.add_argument("--per-window", action="store_true", help="also print each window of long files")
     p.add_argument("--json", action="store_true", help="print one JSON object per file instead of a table")
-    p.add_argument("--threads", type=int, default=None, help="inference threads (default: from the manifest)")
+    p.add_argument("--threads", type=_threads, default=None,
+                   help=f"inference threads, 1 to {MAX_THREADS} (default: from the manifest)")
     p.add_argument("--mic", action="store_true", help="stream from the microphone instead of reading files")
+    p.add_argument("--check", action="store_true",
+                   help="check the bundle against manifest.json, load the model, and exit (0: ok, 6: changed)")
     p.add_argument("--device", default=None, help="input device name or index for --mic")
     p.add_argument("--log", type=Path, default=None, help="with --mic: append every reading to this CSV")
     if edgetpu:
         p.add_argument("--cpu", action="store_true", help="do not use the Edge TPU even when libedgetpu is installed")
+        p.add_argument("--edgetpu-model", type=Path, default=None,
+                       help="a model compiled by edgetpu_compiler from this bundle's model.tflite; the bundle is "
+                       "checked as usual, but this file is not in its manifest (it was compiled after the build)")
     return p
 
 
+def _threads(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_THREADS}, got {value}")
+    return value
+
+
+def _compiled(path: Path, spec: Any, *, threads: int, edgetpu: bool) -> Any:
+    """The Edge TPU compilation of a checked bundle's model, with the bundle's input spec and threads."""
+    from .litert import load
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: compiled model not found")
+    print(f"note: running {path}, compiled from the checked model; it is not covered by manifest.json",
+          file=sys.stderr)
+    return load(path, threads=threads, spec=spec, edgetpu=edgetpu)
+
+
 def _files(args: argparse.Namespace, runner: Any) -> int:
-    from .audiofile import read
-    from .predict import predict_signal
+    from .predict import predict_file
 
     status = 0
     if not args.json:
         print(f"{'file':<40} {'arousal':>8} {'dominance':>9} {'valence':>8}")
     for path in args.files:
         try:
-            pred = predict_signal(runner, read(path, runner.spec.sampling_rate))
+            pred = predict_file(runner, path)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = EXIT_BAD_INPUT
@@ -69,15 +98,20 @@ def _files(args: argparse.Namespace, runner: Any) -> int:
 def main(argv: list[str] | None = None, *, bundle: Path, edgetpu: bool = False) -> int:
     """Run the bundle at ``bundle`` on files or the microphone; returns the exit status."""
     args = _parser(edgetpu).parse_args(argv)
-    if edgetpu:
-        os.environ[EDGETPU_ENV] = "0" if args.cpu else os.environ.get(EDGETPU_ENV, "1")
-    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    threads = args.threads or int(manifest["runtime"].get("threads", 1))
+    tpu = edgetpu and not args.cpu and os.environ.get(EDGETPU_ENV, "1") != "0"
     try:
-        runner = open_model(bundle, threads=threads)
+        runner = open_model(bundle, threads=args.threads, edgetpu=tpu)  # threads None: the manifest's
+        if getattr(args, "edgetpu_model", None) is not None:
+            runner = _compiled(args.edgetpu_model, runner.spec, threads=args.threads or 1, edgetpu=tpu)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_VERIFY
     except (ImportError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.check:
+        print(f"ok: {bundle}: files match manifest.json; model loaded ({runner.backend})")
+        return 0
     if args.mic:
         from .listen import run_device
 
