@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import audio as audio_io
+from . import selftest
 from .bundle import archive, assemble, replace_outputs, staging_dir, write_manifest
 from .drift import DriftResult, evaluate
 from .errors import DriftError, InputError, OutputError
@@ -155,10 +156,11 @@ def _manifest(recipe: Recipe, shipped: Artefact, facts: BuildFacts, drift: Drift
 
 
 def _finish_bundle(stage: Path, out: Path, recipe: Recipe, shipped: Artefact, facts: BuildFacts,
-                   drift: DriftResult, staged_tar: Path) -> dict[str, Any]:
+                   drift: DriftResult, staged_tar: Path, check: selftest.SelfTestData) -> dict[str, Any]:
     assemble(stage, target=recipe.target)
     shutil.copy2(shipped.path, stage / f"model{shipped.path.suffix}")
-    manifest = write_manifest(stage, _manifest(recipe, shipped, facts, drift))
+    entry = selftest.write(stage, check, sampling_rate=shipped.spec.sampling_rate)
+    manifest = write_manifest(stage, {**_manifest(recipe, shipped, facts, drift), "selftest": entry})
     archive(stage, staged_tar, arcname=out.name)
     return manifest
 
@@ -218,7 +220,16 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
                            {"name": teach.name, "identity": teach.identity}, data, _artefact_facts(arts),
                            rec.bundle.ship, timings)
         shipped = next(a for a in arts if a.name == rec.bundle.ship)
-        result = _write_outputs(stage, out, rec, arts, shipped, facts, drift)
+        check = None
+        if drift.variant_passed(rec.bundle.ship):
+            t = time.perf_counter()
+            check = selftest.prepare(wins.data[eval_idx], labels, teacher=teach, shipped_path=shipped.path,
+                                     float_path=next(a.path for a in arts if a.name == "float"),
+                                     variant=shipped.name, threads=rec.runtime.threads,
+                                     budget={"max_ccc_drop": rec.drift.max_ccc_drop,
+                                             "min_ccc_vs_float": rec.drift.min_ccc_vs_float})
+            timings["self-test"] = time.perf_counter() - t
+        result = _write_outputs(stage, out, rec, arts, shipped, facts, drift, check)
         result.timings_s["total"] = time.perf_counter() - t0
     if not drift.variant_passed(rec.bundle.ship):
         failures = drift.failures(rec.bundle.ship)
@@ -262,7 +273,7 @@ def _suffix(rec: Recipe) -> str:
 
 
 def _write_outputs(stage: Path, out: Path, rec: Recipe, arts: list[Artefact], shipped: Artefact, facts: BuildFacts,
-                   drift: DriftResult) -> BuildResult:
+                   drift: DriftResult, check: selftest.SelfTestData | None) -> BuildResult:
     """Write the report, and the bundle and archive when the gate passed; move them into place last.
 
     A previous output is replaced only by a bundle that passed its gate. A failed gate's report goes to
@@ -275,9 +286,9 @@ def _write_outputs(stage: Path, out: Path, rec: Recipe, arts: list[Artefact], sh
     tar = out.parent / f"{out.name}.tar.gz"
     manifest, staged_tar = None, stage.parent / f"{stage.name}.tar.gz"
     try:
-        if drift.variant_passed(rec.bundle.ship):
+        if check is not None:
             shipped = Artefact(shipped.name, work / shipped.path.name, shipped.spec, shipped.details)
-            manifest = _finish_bundle(stage, out, rec, shipped, facts, drift, staged_tar)
+            manifest = _finish_bundle(stage, out, rec, shipped, facts, drift, staged_tar, check)
             replace_outputs([(stage, out), (staged_tar, tar)])
         else:
             out = out if not out.exists() else out.with_name(f"{out.name}.failed")

@@ -4,6 +4,7 @@
     python -m runner --per-window FILE      # one line per window too
     python -m runner --json FILE ...        # JSON lines
     python -m runner --check                # check the bundle against its manifest and load the model
+    python -m runner --self-test            # the build's held-out windows on this device: drift vs float
     python -m runner --mic [--device NAME] [--log FILE.csv]  # microphone, one JSON line per update
 """
 
@@ -41,6 +42,9 @@ def _parser(edgetpu: bool) -> argparse.ArgumentParser:
     p.add_argument("--mic", action="store_true", help="stream from the microphone instead of reading files")
     p.add_argument("--check", action="store_true",
                    help="check the bundle against manifest.json, load the model, and exit (0: ok, 6: changed)")
+    p.add_argument("--self-test", action="store_true",
+                   help="run the build's held-out windows through this device's engine and check the drift budget "
+                   "against the float model (0: passed, 3: over the budget)")
     p.add_argument("--device", default=None, help="input device name or index for --mic")
     p.add_argument("--log", type=Path, default=None, help="with --mic: append every reading to this CSV")
     if edgetpu:
@@ -67,6 +71,18 @@ def _compiled(path: Path, spec: Any, *, threads: int, edgetpu: bool) -> Any:
     print(f"note: running {path}, compiled from the checked model; it is not covered by manifest.json",
           file=sys.stderr)
     return load(path, threads=threads, spec=spec, edgetpu=edgetpu)
+
+
+def _self_test(runner: Any, bundle: Path) -> int:
+    from .selftest import EXIT_SELFTEST_FAILED, run_selftest
+
+    try:
+        result = run_selftest(runner, bundle)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("\n".join(result.lines()))
+    return 0 if result.passed else EXIT_SELFTEST_FAILED
 
 
 def _files(args: argparse.Namespace, runner: Any) -> int:
@@ -112,6 +128,8 @@ def main(argv: list[str] | None = None, *, bundle: Path, edgetpu: bool = False) 
     if args.check:
         print(f"ok: {bundle}: files match manifest.json; model loaded ({runner.backend})")
         return 0
+    if args.self_test:
+        return _self_test(runner, bundle)
     if args.mic:
         from .listen import run_device
 

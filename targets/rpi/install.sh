@@ -13,8 +13,12 @@ fi
 "$python" -m venv "$here/.venv"
 "$here/.venv/bin/pip" install --upgrade pip >/dev/null
 "$here/.venv/bin/pip" install -r "$here/requirements.txt"
-# The runner checks every file against manifest.json and loads the model; a changed bundle stops here.
-(cd "$here" && .venv/bin/python -B -m runner --check)
+# The runner checks every file against manifest.json and loads the model (a changed bundle stops here,
+# exit 6), then runs the build's held-out windows through this device's engine: a bundle over its drift
+# budget on this device stops here too (exit 3), before any service is enabled.
+(cd "$here" && .venv/bin/python -B -m runner --self-test) || {
+  status=$?; echo "error: the bundle failed its check on this device (exit $status); the service was not installed" >&2
+  exit "$status"; }
 echo "installed: try  cd $here && .venv/bin/python -m runner some.wav"
 if [[ "${1:-}" == "--service" ]]; then
   unit=/etc/systemd/system/edgeser-listener.service
