@@ -19,9 +19,10 @@ from . import audio as audio_io
 from . import selftest
 from .bundle import archive, assemble, replace_outputs, staging_dir, write_manifest
 from .drift import DriftResult, evaluate
+from .drift_report import drift_json, write_machine_reports
 from .errors import DriftError, InputError, OutputError
 from .export import Artefact, exporter_for
-from .fileio import sha256_file
+from .fileio import check_output, sha256_file
 from .progress import Reporter, silent
 from .recipe import Recipe, load_recipe
 from .report import BuildFacts, scatter_plots, write_report
@@ -168,7 +169,7 @@ def _finish_bundle(stage: Path, out: Path, recipe: Recipe, shipped: Artefact, fa
 def build(*, target: str = "rpi", student: str | Path | None = None, teacher: str | Path | None = None,
           audio: str | Path | None = None, out: str | Path | None = None, recipe: str | Path | None = None,
           overrides: dict[str, Any] | None = None, overwrite: bool = False, teacher_output: str | None = None,
-          progress: Reporter = silent) -> BuildResult:
+          json_out: Path | None = None, junit_out: Path | None = None, progress: Reporter = silent) -> BuildResult:
     """Build a bundle for one target. See docs/build.md for every step.
 
     Args:
@@ -181,6 +182,8 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
         overrides: dotted recipe keys to override (e.g. ``{"quantise.float_ops": []}``).
         overwrite: replace an earlier build's output folder and archive, once the new bundle has passed its
             gate (a failed build leaves them as they were).
+        json_out: write the drift table and verdict as JSON here (also when the gate fails).
+        junit_out: write the drift gate as JUnit XML here (also when the gate fails).
 
     Raises:
         InputError: bad student, teacher, audio or recipe (exit 2).
@@ -197,6 +200,9 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
     rec = load_recipe(recipe or target, **(overrides or {}))
     out = Path(out or f"edgeser-{rec.target}").resolve()
     _check_output(out, overwrite)
+    for extra in (json_out, junit_out):
+        if extra is not None:  # replaced freely, like any CI artefact, but never one of the build's inputs
+            check_output(extra, inputs=[p for p in (student, teacher, audio, recipe) if p], overwrite=True)
     student_path = Path(student) if student else default_student_path()
     model = models.load(student_path)
     teach = load_teacher(teacher, output=teacher_output, threads=rec.runtime.threads)
@@ -231,6 +237,8 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
             timings["self-test"] = time.perf_counter() - t
         result = _write_outputs(stage, out, rec, arts, shipped, facts, drift, check)
         result.timings_s["total"] = time.perf_counter() - t0
+    write_machine_reports(drift_json(drift, target=rec.target, shipped=rec.bundle.ship), json_path=json_out,
+                          junit_path=junit_out)
     if not drift.variant_passed(rec.bundle.ship):
         failures = drift.failures(rec.bundle.ship)
         failing = ", ".join(f"{r.variant}/{r.dimension} ({'; '.join(r.reasons)})" for r in failures)

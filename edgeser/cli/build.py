@@ -22,6 +22,9 @@ HELP = {
     "recipe": "A recipe .toml to use instead of the target's.",
     "float_ops": "Comma-separated parts kept in float (frontend, softmax, head); '' quantises everything. "
     "Overrides the recipe.",
+    "json": "Also write the drift table and verdict as JSON to this file (written when the gate fails too).",
+    "junit": "Also write the drift gate as JUnit XML to this file, one test case per variant, dimension and "
+    "condition, for CI systems (written when the gate fails too).",
     "overwrite": "Replace an earlier build's output folder and archive, only once the new bundle has passed "
     "its drift gate.",
 }
@@ -39,6 +42,8 @@ def build(
     recipe: Annotated[Path | None, typer.Option(help=HELP["recipe"])] = None,
     float_ops: Annotated[str | None, typer.Option(help=HELP["float_ops"])] = None,
     overwrite: Annotated[bool, typer.Option(help=HELP["overwrite"])] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help=HELP["json"])] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help=HELP["junit"])] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Export, quantise, measure drift against the float model and the teacher, and bundle for a device.
@@ -53,7 +58,8 @@ def build(
     if float_ops is not None:
         overrides["quantise.float_ops"] = [p.strip() for p in float_ops.split(",") if p.strip()]
     options = dict(target=target, student=student, teacher=teacher, teacher_output=teacher_output, audio=audio,
-                   out=out, recipe=recipe, overrides=overrides, overwrite=overwrite)
+                   out=out, recipe=recipe, overrides=overrides, overwrite=overwrite, json_out=json_out,
+                   junit_out=junit)
     if quiet:
         result = run_build(**options, progress=silent)
     else:
