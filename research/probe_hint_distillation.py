@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     from edgeser import models
     from edgeser.augment import Augmenter
     from edgeser.defaults import default_teacher_path
-    from edgeser.distill import _ema_step, _loss, _predict, _schedule, load_windows
+    from edgeser.distill import load_windows
+    from edgeser.distill.ema import _ema_step
+    from edgeser.distill.loop import _predict
+    from edgeser.distill.loss import _loss
+    from edgeser.distill.run import _schedule
     from edgeser.label import read_labels
     from edgeser.metrics import ccc
 

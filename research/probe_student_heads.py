@@ -67,7 +67,7 @@ def fit(head, x, y, *, epochs: int, lr: float, seed: int):
     """AdamW with a one-cycle schedule on CCC + MSE loss, batch 64, like ``edgeser distill``'s ccc+mse."""
     import torch
 
-    from edgeser.distill import _loss
+    from edgeser.distill.loss import _loss
 
     torch.manual_seed(seed)
     x, y = torch.from_numpy(x), torch.from_numpy(y)

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--student", type=Path, help="also score this student against the teacher")
     args = ap.parse_args(argv)
 
-    from edgeser.distill import _predict, load_windows
+    from edgeser.distill import load_windows
+    from edgeser.distill.loop import _predict
     from edgeser.label import read_labels
     from edgeser.metrics import ccc
     from edgeser.teachers import load_teacher

@@ -84,7 +84,7 @@ def test_resume_continues_from_the_saved_epoch(tmp_path: Path, labels: Path) -> 
 
 def _interrupted_in_epoch_2(monkeypatch: pytest.MonkeyPatch, labels: Path, out: Path, config: DistillConfig) -> None:
     """Run ``distill`` until a KeyboardInterrupt in its second epoch (the first is saved), as Ctrl-C would."""
-    import edgeser.distill as module
+    import edgeser.distill.loop as module
 
     real, calls = module._train_epoch, []
 
@@ -172,7 +172,7 @@ def test_ema_saves_and_resumes_the_moving_average(
 
 
 def test_the_moving_average_ramps_up_its_decay() -> None:
-    from edgeser.distill import _ema_step
+    from edgeser.distill.ema import _ema_step
 
     step, avg, new = _ema_step(0.998), torch.zeros(2), torch.ones(2)
     assert float(step(avg, new, torch.tensor(1))[0]) == pytest.approx(1 - 2 / 11)  # early: mostly the new weights
@@ -196,7 +196,7 @@ def test_init_starts_from_a_checkpoint(tmp_path: Path, labels: Path) -> None:
 def test_an_online_teacher_labels_the_augmented_windows(
     tmp_path: Path, labels: Path, teacher_onnx: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edgeser.distill as module
+    import edgeser.distill.loop as module
 
     seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     real_batch, real_loss = augment.Augmenter.batch, module._loss
@@ -294,6 +294,33 @@ def test_cli_distill(tmp_path: Path, labels: Path) -> None:
     bad = CliRunner().invoke(app, [*args[:3], "--out", str(tmp_path / "x.safetensors"), "--loss", "l1"])
     assert bad.exit_code == 2 and "unknown loss" in bad.output
 
+
+
+def test_cli_distill_shows_progress_on_stderr_unless_quiet(tmp_path: Path, labels: Path) -> None:
+    args = ["distill", "--labels", str(labels), "--epochs", "1", "--batch-size", "8", "--windows-per-epoch", "16",
+            "--student-config", "channels=4", "--val-speakers", "spk3", "--no-augment"]
+    shown = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.safetensors")])
+    assert shown.exit_code == 0, shown.output
+    assert "reading audio" in shown.stderr and "epoch 1/1" in shown.stderr and "val CCC A " in shown.stderr
+    assert "epoch 1/1" not in shown.stdout and "best epoch 1" in shown.stdout
+    quiet = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b.safetensors"), "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr == "" and "best epoch 1" in quiet.stdout
+
+
+def test_cli_distill_never_writes_over_its_labels_or_init(tmp_path: Path, labels: Path) -> None:
+    copy = tmp_path / "labels.csv"
+    copy.write_bytes(labels.read_bytes())
+    first = distill(copy, tmp_path / "s.safetensors", config=_config(epochs=1)).last  # s.last.safetensors
+    before = {p: p.read_bytes() for p in (copy, first)}
+    base = ["distill", "--labels", str(copy), "--epochs", "1", "--student-config", "channels=4", "--overwrite",
+            "--val-speakers", "spk3", "-q"]
+    for extra in (["--out", str(copy)], ["--init", str(first), "--out", str(first)],
+                  ["--init", str(first), "--out", str(tmp_path / "s.safetensors")]):  # its last would be the init
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert result.exit_code == 5, result.output
+        assert "is also an input of this command" in result.stderr
+    assert {p: p.read_bytes() for p in before} == before
 
 def test_augmentations_do_what_they_say() -> None:
     rng = np.random.default_rng(0)

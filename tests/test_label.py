@@ -220,8 +220,57 @@ def test_cli_label(tmp_path: Path, corpus: Path, teacher_onnx: Path) -> None:
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "48 file(s), 96 window(s)" in first.output and len(_rows(out)) == 96
-    second = CliRunner().invoke(app, args)
+    second = CliRunner().invoke(app, [*args, "--overwrite"])
     assert second.exit_code == 0 and "48 file(s) from the cache" in second.output
+
+
+def test_cli_label_refuses_an_existing_output_and_resumes_through_the_cache(
+    tmp_path: Path, corpus: Path, teacher_onnx: Path
+) -> None:
+    out = tmp_path / "labels.csv"
+    args = ["label", str(corpus), "--teacher", str(teacher_onnx), "--out", str(out), "--window-seconds", "0.5", "-q"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = out.read_bytes()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 5 and f"{out}: output exists already (use --overwrite" in again.output
+    assert out.read_bytes() == before
+    out.unlink()  # as after an interrupted run: the cache holds finished files, there is no CSV yet
+    resumed = CliRunner().invoke(app, args)
+    assert resumed.exit_code == 0 and "48 file(s) from the cache, teacher ran on 0 window(s)" in resumed.output
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("which", ["audio", "list", "cache"])
+def test_cli_label_never_writes_over_an_input(tmp_path: Path, corpus: Path, teacher_onnx: Path, which: str) -> None:
+    keep = tmp_path / "keep.wav"
+    shutil.copy(corpus.parent / "spk0_000.flac", keep)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{corpus.parent / 'spk0_001.flac'}\n", encoding="utf-8")
+    originals = {p: p.read_bytes() for p in (keep, listing)}
+    base = ["label", str(keep), str(listing), "--teacher", str(teacher_onnx), "--window-seconds", "0.5"]
+    target = {"audio": ["--out", str(keep), "--overwrite"], "list": ["--out", str(listing), "--overwrite"],
+              "cache": ["--out", str(tmp_path / "labels.csv"), "--cache", str(keep)]}[which]
+    result = CliRunner().invoke(app, [*base, *target])
+    assert result.exit_code == 5, result.output
+    assert "is also an input of this command" in result.output
+    assert {p: p.read_bytes() for p in originals} == originals
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.wav", "list.txt"]  # no labels, no cache
+
+
+def test_label_refuses_an_audio_file_as_its_output_or_cache(
+    tmp_path: Path, items: list[AudioItem], teacher: Counting
+) -> None:
+    from edgeser.errors import OutputError
+
+    copies = [AudioItem(Path(shutil.copy(it.path, tmp_path)), it.speaker) for it in items[:2]]  # never the corpus
+    before = [it.path.read_bytes() for it in copies]
+    with pytest.raises(OutputError, match="is also an input of this command"):
+        label(copies, teacher, copies[0].path, config=HALF_SECOND)
+    with pytest.raises(OutputError, match="is also an input of this command"):
+        label(copies, teacher, tmp_path / "labels.csv", config=HALF_SECOND, cache=copies[1].path)
+    with pytest.raises(OutputError, match="cannot be the labels file itself"):
+        label(copies, teacher, tmp_path / "labels.csv", config=HALF_SECOND, cache=tmp_path / "labels.csv")
+    assert [it.path.read_bytes() for it in copies] == before and teacher.calls == 0
 
 
 def test_cli_label_errors(tmp_path: Path, teacher_onnx: Path) -> None:

@@ -10,7 +10,7 @@ import typer
 from .. import limits as L
 from ..augment import AugmentConfig
 from ..errors import InputError, OutputError
-from ._app import app, console, handle_errors
+from ._app import app, console, err_console, handle_errors
 
 _AUG = AugmentConfig()
 """Default augmentation ranges, quoted in the help texts."""
@@ -63,25 +63,26 @@ def label(
     skip_errors: Annotated[
         bool, typer.Option("--skip-errors", help="Skip unreadable audio instead of stopping.")
     ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out (files in the cache "
+                                            "are not labelled again).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Label audio windows with a teacher. Finished files are cached, so an interrupted run resumes."""
-    from ..label import LabelConfig
+    from ..fileio import check_output
+    from ..label import LabelConfig, default_cache_path
     from ..label import label as run_label
+    from ..progress import reporting
 
-    config = LabelConfig(
-        window_seconds=window_seconds,
-        hop_seconds=hop_seconds,
-        batch_size=batch_size,
-        workers=workers,
-        threads=threads,
-        parallel=parallel,
-        skip_errors=skip_errors,
-    )
+    config = LabelConfig(window_seconds=window_seconds, hop_seconds=hop_seconds, batch_size=batch_size,
+                         workers=workers, threads=threads, parallel=parallel, skip_errors=skip_errors)
     config.validate()
     items = _items(audio)
-    result = run_label(
-        items, teacher, out, config=config, cache=cache, teacher_output=teacher_output, progress=True
-    )
+    inputs = [*audio, *(item.path for item in items)]
+    check_output(out, inputs=inputs, overwrite=overwrite)
+    check_output(cache or default_cache_path(out), inputs=inputs, overwrite=True)  # an existing cache resumes
+    with reporting(not quiet, err_console) as bars:
+        result = run_label(items, teacher, out, config=config, cache=cache, teacher_output=teacher_output,
+                           progress=bars)
     console.print(
         f"labelled {result.files} file(s), {result.rows} window(s) -> {out} "
         f"({result.cached_files} file(s) from the cache, teacher ran on {result.teacher_windows} "
@@ -108,7 +109,12 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _check_out(out: Path, *, resume: bool, overwrite: bool) -> None:
+def _check_out(out: Path, *, inputs: list[Path], resume: bool, overwrite: bool) -> None:
+    from ..distill import checkpoint_paths
+    from ..fileio import check_output
+
+    for path in (out, *checkpoint_paths(out)):  # the run writes all three: none may be an input
+        check_output(path, inputs=inputs, overwrite=True)
     if out.exists() and not (resume or overwrite):
         raise OutputError("output exists already (use --resume to continue it or --overwrite)", path=out)
 
@@ -193,34 +199,25 @@ def distill(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
     threads: Annotated[int, typer.Option(min=L.THREADS.lo, max=L.THREADS.hi, help="torch threads.")] = 1,
     seed: Annotated[int, typer.Option(min=L.SEED.lo, max=L.SEED.hi, help="Random seed.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train a student on a teacher's labels only, validating on held-out speakers every epoch."""
     from ..distill import DistillConfig
     from ..distill import distill as run_distill
+    from ..progress import reporting
 
-    _check_out(out, resume=resume, overwrite=overwrite)
+    _check_out(out, inputs=[labels, *([init] if init else [])], resume=resume, overwrite=overwrite)
     aug = (AugmentConfig(noise_prob=noise_prob, snr_db=(min_snr_db, max(min_snr_db, 30.0)), speed_prob=speed_prob,
                          mix_prob=mix_prob, warp_prob=warp_prob, formant_prob=formant_prob)
            if augment else AugmentConfig.off())
     config = DistillConfig(
-        student=student,
-        student_config=_overrides(student_config or []),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        loss=loss,
-        loss_weights=loss_weights,
-        ema=ema,
-        init=str(init) if init else None,
-        teacher=teacher,
-        val_speakers=val_speakers or None,
-        window_seconds=window_seconds,
-        windows_per_epoch=windows_per_epoch,
-        augment=aug,
-        seed=seed,
-        threads=threads,
+        student=student, student_config=_overrides(student_config or []), epochs=epochs, batch_size=batch_size,
+        lr=lr, loss=loss, loss_weights=loss_weights, ema=ema, init=str(init) if init else None, teacher=teacher,
+        val_speakers=val_speakers or None, window_seconds=window_seconds, windows_per_epoch=windows_per_epoch,
+        augment=aug, seed=seed, threads=threads,
     )
-    result = run_distill(labels, out, config=config, resume=resume, progress=True)
+    with reporting(not quiet, err_console) as bars:
+        result = run_distill(labels, out, config=config, resume=resume, progress=bars)
     scores = "  ".join(f"{d} {v:.3f}" for d, v in result.best_ccc.items())
     console.print(
         f"best epoch {result.best_epoch}: CCC(student, teacher) on held-out "

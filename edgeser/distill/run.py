@@ -1,0 +1,103 @@
+"""The state one training run carries between epochs, and how a fresh run is set up."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..augment import Augmenter
+from ..errors import InputError
+from ..labelfile import LabelTable
+from .config import DistillConfig
+from .ema import moving_average
+
+__all__ = ["WARMUP_FRACTION"]
+
+WARMUP_FRACTION = 0.05
+"""Share of the steps with a linear learning-rate warm-up before the cosine decay."""
+
+
+@dataclass
+class _Run:
+    """Everything one training run carries between epochs."""
+
+    model: Any
+    """The trained weights."""
+    teacher: Any
+    """The teacher that labels augmented windows online, or None."""
+    ema: Any
+    """The moving average of the model's weights (a torch AveragedModel), or None."""
+    opt: Any
+    sched: Any
+    aug: Augmenter
+    rng: np.random.Generator
+    history: list[dict[str, Any]]
+    best: float = -math.inf
+    best_epoch: int = 0
+    start_epoch: int = 0
+
+    @property
+    def evaluated(self) -> Any:
+        """The model that is validated and saved: the moving average when there is one."""
+        return self.model if self.ema is None else self.ema.module
+
+
+def _schedule(total_steps: int) -> Any:
+    """LambdaLR factor: linear warm-up over :data:`WARMUP_FRACTION` of the steps, then cosine decay to 0."""
+    warm = max(1, int(WARMUP_FRACTION * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm))))
+
+    return factor
+
+
+def _init_weights(model: Any, path: Path) -> None:
+    from .. import models
+
+    source = models.load(path)
+    if type(source) is not type(model):
+        raise InputError(f"--init is a {source.arch} checkpoint, the student is a {model.arch}", path=path)
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as exc:
+        raise InputError(f"--init checkpoint does not fit the student: {str(exc).splitlines()[-1].strip()}",
+                         path=path) from None
+
+
+def _online_teacher(config: DistillConfig, table: LabelTable) -> Any:
+    """The ``--teacher`` that relabels augmented windows (None without one); it must have written the labels."""
+    if not config.teacher:
+        return None
+    from ..teachers import load_teacher
+
+    teacher = load_teacher(config.teacher, threads=config.threads)
+    if teacher.identity != table.teacher:
+        raise InputError(
+            f"--teacher {config.teacher} is {teacher.identity}, but the labels were made by {table.teacher}",
+            path=table.path,
+        )
+    return teacher
+
+
+def _new_run(config: DistillConfig, steps_per_epoch: int, teacher: Any = None) -> _Run:
+    """A fresh run: seeded student (or ``--init``), EMA, AdamW, warm-up + cosine schedule, augmenter, order RNG."""
+    from .. import models
+
+    torch.manual_seed(config.seed)
+    model = models.create_model(config.student, **config.student_config)
+    if config.init:
+        _init_weights(model, Path(config.init))
+    ema = moving_average(model, config.ema) if config.ema else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.epochs * steps_per_epoch))
+    aug, order = Augmenter(config.augment, seed=config.seed), np.random.default_rng(config.seed)
+    return _Run(model, teacher, ema, opt, sched, aug, order, [])
