@@ -119,6 +119,12 @@ def label_windows(teacher: Any, windows: np.ndarray, *, progress: Reporter = sil
     return np.concatenate(out)
 
 
+def _group_names(w: Windows, idx: np.ndarray) -> list[str]:
+    """The speakers (or files, shown by name) that the windows ``idx`` come from, sorted."""
+    names = sorted({w.groups[i] for i in idx})
+    return names if w.split_by == "speaker" else [Path(n).name for n in names]
+
+
 def _student_facts(path: Path, model: Any) -> dict[str, Any]:
     from .models import count_parameters
 
@@ -216,7 +222,8 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
     data = {"source": source, "files": wins.files, "windows": len(wins.data), "window_seconds": rec.data.window_seconds,
             "split_by": wins.split_by, "calibration_windows": len(cal_idx), "evaluation_windows": len(eval_idx),
             "calibration_groups": len({wins.groups[i] for i in cal_idx}),
-            "evaluation_groups": len({wins.groups[i] for i in eval_idx})}
+            "evaluation_groups": len({wins.groups[i] for i in eval_idx}),
+            "calibration_names": _group_names(wins, cal_idx), "evaluation_names": _group_names(wins, eval_idx)}
     with staging_dir(out, overwrite=overwrite) as stage:
         work = stage / ".work"
         work.mkdir()
@@ -226,6 +233,7 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
                            {"name": teach.name, "identity": teach.identity}, data, _artefact_facts(arts),
                            rec.bundle.ship, timings)
         shipped = next(a for a in arts if a.name == rec.bundle.ship)
+        facts.artefacts[shipped.name]["bundle_file"] = f"model{shipped.path.suffix}"
         check = None
         if drift.variant_passed(rec.bundle.ship):
             t = time.perf_counter()

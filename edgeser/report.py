@@ -29,33 +29,45 @@ class BuildFacts:
 
 
 def scatter_plots(drift: DriftResult, variant: str, folder: Path) -> list[Path]:
-    """One PNG per dimension: the variant's prediction against the float model's, with y = x."""
+    """One PNG per dimension: the variant against the float model (with y = x) and against the teacher."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    fl, q = drift.predictions["float"], drift.predictions[variant]
+    q = drift.predictions[variant]
+    references = (("float", drift.predictions["float"]), ("teacher", drift.teacher))
     paths = []
     for d, dim in enumerate(DIMENSIONS):
-        fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=100)
-        ax.scatter(fl[:, d], q[:, d], s=8, alpha=0.6, color="#1f77b4")
-        finite = np.isfinite(q[:, d])
-        both = np.concatenate([fl[:, d], q[finite, d]]) if finite.any() else fl[:, d]
-        lo, hi = float(both.min()), float(both.max())
-        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
         row = next(r for r in drift.rows if r.variant == variant and r.dimension == dim)
-        ax.set_title(f"{dim}: CCC({variant}, float) = {row.ccc_quant_float:.3f}", fontsize=9)
-        ax.set_xlabel("float", fontsize=8)
-        ax.set_ylabel(variant, fontsize=8)
-        ax.tick_params(labelsize=7)
+        scores = {"float": row.ccc_quant_float, "teacher": row.ccc_quant_teacher}
+        fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.6), dpi=100)
+        for ax, (name, ref) in zip(axes, references, strict=True):
+            ax.scatter(ref[:, d], q[:, d], s=8, alpha=0.6, color="#1f77b4" if name == "float" else "#d62728")
+            finite = np.isfinite(q[:, d])
+            both = np.concatenate([ref[:, d], q[finite, d]]) if finite.any() else ref[:, d]
+            lo, hi = float(both.min()), float(both.max())
+            ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
+            ax.set_title(f"{dim}: CCC({variant}, {name}) = {scores[name]:.3f}", fontsize=9)
+            ax.set_xlabel(name, fontsize=8)
+            ax.set_ylabel(variant, fontsize=8)
+            ax.tick_params(labelsize=7)
         fig.tight_layout()
         path = folder / f"scatter_{variant}_{dim}.png"
         fig.savefig(path)
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _drift_table(drift: DriftResult) -> list[str]:
@@ -128,30 +140,42 @@ def write_report(path: Path, facts: BuildFacts, drift: DriftResult, plots: list[
     """Write ``report.md`` (relative links to the plots next to it)."""
     b = drift.budget
     verdict = "PASSED" if drift.variant_passed(facts.shipped) else "FAILED"
+    data = facts.data
+    unit = data["split_by"]
+    held = data.get("evaluation_names") or []
     out = [f"# edgeser build report: {facts.target}", "",
            f"**Drift gate for the shipped variant `{facts.shipped}`: {verdict}.** Budget per dimension: "
            "|CCC(quant, teacher) - CCC(float, teacher)| "
            f"<= {b.max_ccc_drop:g} and CCC(quant, float) >= {b.min_ccc_vs_float:g}, measured on "
-           f"{len(drift.teacher)} held-out windows disjoint from calibration.", ""]
+           f"{_plural(len(drift.teacher), 'held-out window')} from {_plural(data['evaluation_groups'], unit)}"
+           + (f" ({_names(held)})" if held else "") + ", disjoint from calibration.", ""]
+    if data["evaluation_groups"] < 2:
+        out += [f"Only one {unit} was held out: the drift is judged on that {unit} alone. Give more {unit}s "
+                "(a `speaker` column in the audio list) for a judgement that generalises.", ""]
     if drift.variant_passed(facts.shipped) and not drift.passed:
         out.append(f"The shipped variant `{facts.shipped}` passes; variants that are not shipped failed:")
     for r in drift.failures():
         out.append(f"- failing: **{r.variant} / {r.dimension}**: {'; '.join(r.reasons)}".replace("|", "\\|"))
+    calibration = data.get("calibration_names") or []
     out += ["", "## Inputs", "",
             f"- recipe: `{facts.recipe.get('source', '')}` ({facts.recipe.get('description', '')})",
             f"- student: `{facts.student['path']}` ({facts.student['arch']}, {facts.student['trainable']:,} trainable "
             f"parameters, sha256 {facts.student['sha256'][:16]})",
             f"- teacher: {facts.teacher['name']} (identity {facts.teacher['identity']})",
-            f"- audio: {facts.data['files']} files, {facts.data['windows']} windows of "
-            f"{facts.data['window_seconds']:g} s; split by {facts.data['split_by']}: "
-            f"{facts.data['calibration_windows']} calibration windows from {facts.data['calibration_groups']} "
-            f"{facts.data['split_by']}s, {facts.data['evaluation_windows']} evaluation windows from "
-            f"{facts.data['evaluation_groups']} {facts.data['split_by']}s", "",
-            "## Drift", ""] + _drift_table(drift) + [""]
-    out += [f"![{p.stem}]({p.parent.name}/{p.name})" for p in plots] + ["", "## Sizes", "",
-                                                                         "| artefact | file | size |", "|---|---|---|"]
+            f"- audio: {_plural(data['files'], 'file')}, {_plural(data['windows'], 'window')} of "
+            f"{data['window_seconds']:g} s; split by {unit}: "
+            f"{_plural(data['calibration_windows'], 'calibration window')} from "
+            f"{_plural(data['calibration_groups'], unit)}" + (f" ({_names(calibration)})" if calibration else "")
+            + f", {_plural(data['evaluation_windows'], 'evaluation window')} from "
+            f"{_plural(data['evaluation_groups'], unit)}" + (f" ({_names(held)})" if held else ""), "",
+            "## Drift", "",
+            "f: the float model, q: the quantised variant, T: the teacher; drop = |CCC(q, T) - CCC(f, T)|.", ""]
+    out += _drift_table(drift) + [""]
+    out += [f"![{p.stem}]({p.parent.name}/{p.name})" for p in plots]
+    out += ["", "## Sizes", "", "| artefact | in the bundle | size |", "|---|---|---|"]
     for name, art in facts.artefacts.items():
-        out.append(f"| {name}{' (shipped)' if name == facts.shipped else ''} | {art['file']} | {_kb(art['bytes'])} |")
+        where = f"`{art['bundle_file']}`" if art.get("bundle_file") else "not shipped (measured only)"
+        out.append(f"| {name}{' (shipped)' if name == facts.shipped else ''} | {where} | {_kb(art['bytes'])} |")
     for name, art in facts.artefacts.items():
         out += _quant_section(name, art.get("details", {}))
     if facts.timings_s:

@@ -1,6 +1,7 @@
 """End-to-end: build rpi bundles from tiny models and audio, run the bundle's runner, check the drift gate."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -136,3 +137,19 @@ def test_overwrite_refuses_a_folder_that_is_not_a_build_output(tmp_path, student
     result = _build(tmp_path, student, teacher_onnx, corpus, small_recipe, "--overwrite")[1]
     assert result.exit_code == 5 and "not an edgeser build output" in result.output
     assert (mine / "thesis.tex").read_text() == "precious"
+
+
+def test_report_names_the_held_out_speakers_and_only_files_that_exist(built):
+    out, result = built
+    report = (out / "report.md").read_text()
+    manifest = verify(out)
+    held = manifest["data"]["evaluation_names"]
+    assert len(held) == manifest["data"]["evaluation_groups"] == 2
+    assert f"from 2 speakers ({', '.join(f'`{n}`' for n in held)})" in report
+    assert "1 speakers" not in report and "from 1 speaker" not in report
+    sizes = report.split("## Sizes")[1].split("\n## ")[0]
+    named = re.findall(r"`([^`]+)`", sizes)
+    assert named and all((out / name).is_file() for name in named)
+    assert "int8 (shipped)" in sizes and "not shipped" in sizes
+    assert "drop = |CCC(q,T) - CCC(f,T)|" in result.output and "int8 (shipped)" in result.output
+    assert all(f"plots/scatter_int8_{d}.png" in report for d in ("arousal", "dominance", "valence"))

@@ -71,11 +71,16 @@ def build(
 def _summary(result) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
-    table = Table(title=f"drift on {len(result.drift.teacher)} held-out windows", show_lines=False)
+    facts = result.facts
+    table = Table(title=f"drift on {len(result.drift.teacher)} held-out windows from "
+                  f"{facts.data['evaluation_groups']} {facts.data['split_by']}"
+                  f"{'' if facts.data['evaluation_groups'] == 1 else 's'}", show_lines=False,
+                  caption="f: float model, q: quantised variant, T: teacher; drop = |CCC(q,T) - CCC(f,T)|")
     for col in ("variant", "dim", "CCC(f,T)", "CCC(q,T)", "drop", "CCC(q,f)", "ok"):
         table.add_column(col, justify="right" if col.startswith(("CCC", "drop")) else "left")
     for r in result.drift.rows:
-        table.add_row(r.variant, r.dimension, f"{r.ccc_float_teacher:.3f}", f"{r.ccc_quant_teacher:.3f}",
+        name = f"{r.variant} (shipped)" if r.variant == facts.shipped else r.variant
+        table.add_row(name, r.dimension, f"{r.ccc_float_teacher:.3f}", f"{r.ccc_quant_teacher:.3f}",
                       f"{r.drop:.4f}", f"{r.ccc_quant_float:.4f}", "yes" if r.passed else "[red]NO[/]")
     console.print(table)
     console.print(f"bundle:  {result.out}", soft_wrap=True, highlight=False)
