@@ -55,8 +55,8 @@ def test_java_windows_match_the_python_windows(classes, tmp_path, chunk):
 def test_kotlin_class_compiles_against_the_documented_api(tmp_path):
     """EdgeserAdv.kt against compile-only stubs of the Android and LiteRT classes it uses (tests/android/stubs)."""
     stubs = sorted(str(p) for p in (Path(__file__).parent / "android" / "stubs").rglob("*.java"))
-    windower = targets_dir() / "android" / "java" / "edgeser" / "android" / "AdvWindower.java"
-    subprocess.run(["javac", "-d", str(tmp_path / "cls"), *stubs, str(windower)], check=True, capture_output=True,
+    java = sorted(str(p) for p in (targets_dir() / "android" / "java").rglob("*.java"))  # AdvWindower, AdvSelfTest
+    subprocess.run(["javac", "-d", str(tmp_path / "cls"), *stubs, *java], check=True, capture_output=True,
                    timeout=120)
     kotlin = targets_dir() / "android" / "kotlin" / "edgeser" / "android" / "EdgeserAdv.kt"
     proc = subprocess.run(["kotlinc", "-cp", str(tmp_path / "cls"), "-d", str(tmp_path / "out"), str(kotlin)],

@@ -26,6 +26,7 @@ data class Adv(val arousal: Float, val dominance: Float, val valence: Float, val
  *
  * ```
  * val adv = EdgeserAdv.fromAsset(context)          // assets/model.tflite from the edgeser bundle
+ * check(adv.selfTest(context).passed())           // assets/selftest/ from the same bundle
  * adv.start { r -> runOnUiThread { show(r) } }     // needs the RECORD_AUDIO permission
  * ...
  * adv.close()
@@ -90,6 +91,26 @@ class EdgeserAdv(model: MappedByteBuffer, hopMs: Int = DEFAULT_HOP_MS, threads: 
     }
 
     /**
+     * Run the bundle's self-test through this interpreter: the build's held-out windows (`selftest/` in the
+     * bundle, copied into the app's assets) must give the float model's outputs within the recipe's drift
+     * budget. Call it once before [start] (a debug build, or the first start) and do not use the model when
+     * the result has `passed() == false`; `result.table()` says which dimension failed and by how much.
+     *
+     * @throws java.io.IOException the self-test files are missing from the assets or damaged
+     */
+    fun selfTest(context: Context, folder: String = SELFTEST_ASSETS): AdvSelfTest.Result {
+        check(!running) { "stop the microphone before the self-test (one interpreter, one caller)" }
+        val selfTest = context.assets.open("$folder/$SELFTEST_AUDIO").use { wav ->
+            context.assets.open("$folder/$SELFTEST_EXPECTED").use { json -> AdvSelfTest.read(wav, json) }
+        }
+        check(selfTest.windowSamples() == windowSamples) {
+            "the self-test's windows have ${selfTest.windowSamples()} samples, this model takes $windowSamples: " +
+                "the assets come from different bundles"
+        }
+        return selfTest.evaluate { window -> predict(window).let { floatArrayOf(it.arousal, it.dominance, it.valence) } }
+    }
+
+    /**
      * Record from the microphone on a background thread and call [onResult] (on that thread) per window.
      * The caller must hold RECORD_AUDIO; the result is delivered every [hopMs] once the first window is full.
      */
@@ -148,6 +169,11 @@ class EdgeserAdv(model: MappedByteBuffer, hopMs: Int = DEFAULT_HOP_MS, threads: 
         private const val OUTPUTS = 3
         private const val BYTES_PER_SAMPLE = 2
         private const val READ_SAMPLES = 1024
+
+        /** Assets folder holding the bundle's `selftest/` files (`windows.wav`, `expected.json`). */
+        const val SELFTEST_ASSETS = "selftest"
+        private const val SELFTEST_AUDIO = "windows.wav"
+        private const val SELFTEST_EXPECTED = "expected.json"
 
         /** Load `assets/<name>` (keep it uncompressed: `androidResources { noCompress += "tflite" }`). */
         fun fromAsset(context: Context, name: String = "model.tflite", hopMs: Int = DEFAULT_HOP_MS,
