@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import InputError, OutputError
 from ..fileio import replacing
 from ..userfiles import load_safetensors, safetensors_header
+from . import mobilenet, wav2small  # noqa: F401  (each registers its variants)
 from .registry import create_model, list_models, register_model
 
 __all__ = ["create_model", "list_models", "register_model", "save", "load", "count_parameters", "read_metadata"]

@@ -1,4 +1,8 @@
-"""Student registry: ``@register_model``, ``create_model(name, **overrides)``, ``list_models(pattern)``."""
+"""Student registry: ``@register_model``, ``create_model(name, **overrides)``, ``list_models(pattern)``.
+
+The model modules register their variants with the decorator; :mod:`edgeser.models` imports them, so the
+registry is full once the package is imported, and the registry imports no model back.
+"""
 
 from __future__ import annotations
 
@@ -44,13 +48,8 @@ def register_model(fn: Callable[..., Any] | None = None, *, name: str | None = N
     return deco(fn) if fn is not None else deco
 
 
-def _ensure_loaded() -> None:
-    from . import mobilenet, wav2small  # noqa: F401  (registers the variants)
-
-
 def list_models(pattern: str = "*") -> list[str]:
     """Names of the registered students matching a shell-style pattern."""
-    _ensure_loaded()
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
@@ -69,7 +68,6 @@ def create_model(name: str, **overrides: Any) -> Any:
         InputError: the name is not registered, an override is not a hyper-parameter of it, or a size is over
             :data:`MAX_SIZES` or out of the variant's range.
     """
-    _ensure_loaded()
     if name not in _MODELS:
         raise InputError(f"unknown student '{name}' (choose from: {', '.join(list_models())})")
     _check_sizes(overrides)
