@@ -44,7 +44,8 @@ def register(centre: bool = False) -> None:
     from torch import nn
 
     from edgeser.models import register_model
-    from edgeser.models.wav2small import Wav2Small, Wav2SmallConfig, _read_out
+    from edgeser.models.wav2small import Wav2Small, Wav2SmallConfig
+    from edgeser.models.wav2small_head import read_out as _read_out
 
     def masked_stats(x: torch.Tensor, w: torch.Tensor) -> list[torch.Tensor]:
         """x (B, F, M), w (B, F) -> weighted mean and standard deviation over frames, each (B, M)."""

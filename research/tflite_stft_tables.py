@@ -37,8 +37,7 @@ N_FFT, HOP, SR, N_MELS, WINDOW = 512, 256, 16_000, 26, 32_000
 def _modules():
     import torch
 
-    from edgeser.models.frontend import prenorm
-    from edgeser.models.wav2small import GeneratedFrontend
+    from edgeser.models.frontend import GeneratedFrontend, prenorm
     from edgeser.runtime.frontend import dft_kernels, mel_filterbank
 
     def to_db(power: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:  # power (B, bins, frames)

@@ -153,3 +153,38 @@ def test_onnx_export_parity(tmp_path):
             want = model(torch.from_numpy(x)).numpy()
         assert np.abs(want).max() > 0.05  # not a trivially small output
         assert np.abs(got - want).max() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["mobilenetv4_conv_small.035", "mobilenetv3_small"])
+def test_export_view_names_its_parts_and_computes_the_same_function(name):
+    from edgeser.models.parts import view_parts
+
+    model = _trained_like(create_model(name))
+    view = model.export_view()
+    assert view_parts(view) == ("frontend", "body", "head") and set(model.quantisable_parts()) == set(view_parts(view))
+    x = torch.randn(2, SR)
+    with torch.no_grad():
+        assert torch.equal(view(x), model(x))
+
+
+@pytest.mark.filterwarnings(LEGACY_EXPORT_WARNING)
+def test_onnx_exporter_reads_the_parts(tmp_path):
+    """The exporter keeps the post-pooling layers in float with the rpi recipe's ``head`` and runs the trunk in int8."""
+    onnx = pytest.importorskip("onnx")
+    from edgeser.export.onnx import export, node_groups, quantise
+    from edgeser.recipe import load_recipe
+    from edgeser.runtime.spec import InputSpec
+
+    model = _trained_like(create_model(SMALLEST))
+    recipe = load_recipe("rpi", **{"quantise.reduce_range": "false"})
+    art = export(model, tmp_path / "model.onnx", recipe=recipe, spec=InputSpec(window_samples=SR))
+    graph = onnx.load(str(art.path)).graph
+    ops = {n.name: n.op_type for n in graph.node}
+    groups = node_groups(graph)
+    assert {"Log", "MatMul"} <= {ops[n] for n in groups["frontend"]} and not groups["softmax"]
+    assert {ops[n] for n in groups["head"]} >= {"GlobalAveragePool", "Conv", "Gemm"}
+    assert sum(ops[n] == "Conv" for n in groups["body"]) > 20
+    (q,) = quantise(art, tmp_path, np.random.default_rng(0).standard_normal((4, SR)).astype(np.float32) * 0.1,
+                    recipe=recipe)
+    census = {c["op"]: c for c in q.details["census"]}
+    assert census["Gemm"]["int8"] == 0 and census["Conv"]["int8"] > 20

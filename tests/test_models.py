@@ -77,7 +77,7 @@ def test_mel_bands_widen_the_pooled_map_not_the_convs(tmp_path):
 
 
 def test_shape_stats_are_the_speech_frames_moments_of_the_spectral_shape(tmp_path):
-    from edgeser.models.wav2small import SPEECH_DB, _db_of_sum, shape_stats
+    from edgeser.models.wav2small_head import SPEECH_DB, _db_of_sum, shape_stats
 
     rng = np.random.default_rng(0)
     mel = torch.from_numpy(rng.normal(0.0, 6.0, (1, 40, 26)).astype(np.float32))  # dB, (B, frames, bands)
@@ -98,7 +98,7 @@ def test_shape_stats_are_the_speech_frames_moments_of_the_spectral_shape(tmp_pat
 
 
 def test_shape_stats_widen_the_head_input_by_four_per_band(tmp_path):
-    from edgeser.models.wav2small import shape_stats
+    from edgeser.models.wav2small_head import shape_stats
 
     m = models.create_model("wav2small", n_fft=512, hop_length=256, head_hidden=8, head_softmax=1,
                             shape_stats=1).eval()

@@ -80,7 +80,7 @@ def _strip(path: Path) -> None:
 
     The runtime re-infers shapes and reads neither; graph inputs and outputs keep their names. The tensor
     names and annotations save 9-11 KB of a 53-58 KB Wav2Small int8 model (docs/int8-speed.md); node names
-    (``/vgg7/stats_norm/BatchNormalization`` ...) are 7 KB of the default student's. Applied to the
+    (``/head/stats_norm/BatchNormalization`` ...) are 7 KB of the default student's. Applied to the
     shipped int8 file only: :func:`node_groups` reads the float export's names.
     """
     import onnx
@@ -112,9 +112,10 @@ def _run(path: Path, batch: np.ndarray) -> np.ndarray:
 def export(model: Any, out: Path, *, recipe: Recipe, spec: InputSpec) -> Artefact:
     """Export a torch student to ONNX and check it against torch.
 
-    With ``export.layout = "fast"`` a student that has ``export_view()`` (Wav2Small) is exported through
-    that exact re-parameterisation (time-last, 16-channel, shifted first conv: docs/int8-speed.md); the
-    parity check still compares with the student itself.
+    A student is exported through its ``export_view(layout)`` (``export.layout``), the same function
+    grouped into its parts (:func:`node_groups` reads them); with ``fast``, a Wav2Small's view is an exact
+    re-parameterisation (time-last, 16-channel, shifted first conv: docs/int8-speed.md). A module without
+    ``export_view`` is exported as it is. The parity check compares with the student itself.
 
     Raises:
         ExportCheckError: onnx.checker rejects the model or the output differs past the tolerance.
@@ -123,7 +124,7 @@ def export(model: Any, out: Path, *, recipe: Recipe, spec: InputSpec) -> Artefac
     import torch
 
     model = model.eval()
-    graph_model = model.export_view() if recipe.export.layout == "fast" and hasattr(model, "export_view") else model
+    graph_model = model.export_view(recipe.export.layout) if hasattr(model, "export_view") else model
     window = torch.from_numpy(np.random.default_rng(PARITY_SEED).standard_normal((2, spec.window_samples))
                               .astype(np.float32) * 0.1)
     with warnings.catch_warnings():
@@ -152,50 +153,33 @@ def export(model: Any, out: Path, *, recipe: Recipe, spec: InputSpec) -> Artefac
         raise ExportCheckError(f"ONNX output differs from torch by {diff:.3g} "
                                f"(tolerance {recipe.export.parity_tolerance:g})", path=out)
     return Artefact("float", out, spec, {"parity_max_abs_diff": diff, "opset": recipe.export.opset,
-                                         "layout": recipe.export.layout if graph_model is not model else "plain"})
+                                         "layout": getattr(graph_model, "layout", "plain")})
 
 
 def node_groups(graph: Any) -> dict[str, set[str]]:
-    """Name the nodes of a Wav2Small-style graph by part: frontend, softmax, head, body.
+    """The nodes of each part (``frontend``, ``softmax``, ``head``, ``body``), as the student names them.
 
-    frontend: every node the first 2-D convolution depends on (normalisation, STFT, mel, log).
-    softmax: the attention logits (the ``sof`` 1x1 conv), the Softmax over time, and the Mul applying it;
-        int8 steps on the logits become large relative changes after exp.
-    head: everything after the attention pooling's ReduceSum (Gram matrix, the speech statistics of a
-        ``shape_stats`` student, which the export view computes after the pooling, Concat, linear head, and
-        the softmax of a ``head_softmax`` layer, which is not the attention's).
-    body: the rest (conv blocks, max-pool, 1x1 attention convs).
+    An export view's children are its parts (:mod:`edgeser.models.parts`), so every node it exports
+    carries its part as the first name of its scope (``/body/convs.0/Conv``). A node outside any part (a
+    constant the exporter adds) belongs to the part of the node that reads it; a graph without part
+    scopes (a module that names no parts) is all ``body``.
     """
-    producers = {out: n for n in graph.node for out in n.output}
-    inits = {i.name: i for i in graph.initializer}
+    from ..models.parts import PARTS
 
-    def ancestors(node: Any) -> set[str]:
-        seen: set[str] = set()
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            for i in n.input:
-                p = producers.get(i)
-                if p is not None and p.name not in seen:
-                    seen.add(p.name)
-                    stack.append(p)
-        return seen
-
-    conv2d = next((n for n in graph.node if n.op_type == "Conv" and len(n.input) > 1
-                   and n.input[1] in inits and len(inits[n.input[1]].dims) == 4), None)
-    frontend = ancestors(conv2d) if conv2d is not None else set()
-    reduce = next((n for n in graph.node if n.op_type == "ReduceSum" and n.name not in frontend), None)
-    head: set[str] = set()
-    if reduce is not None:
-        order = [n.name for n in graph.node]
-        head = set(order[order.index(reduce.name):])
-    softmax = {n.name for n in graph.node if n.op_type == "Softmax" and n.name not in head}
-    soft_inputs = {i for n in graph.node if n.name in softmax for i in n.input}
-    soft_outputs = {o for n in graph.node if n.name in softmax for o in n.output}
-    softmax |= {producers[i].name for i in soft_inputs if i in producers}  # the 1x1 conv giving the logits
-    softmax |= {n.name for n in graph.node if n.op_type == "Mul" and soft_outputs & set(n.input)}
-    body = {n.name for n in graph.node} - frontend - softmax - head
-    return {"frontend": frontend, "softmax": softmax, "head": head, "body": body}
+    part: dict[str, str] = {}
+    for n in graph.node:
+        scope = n.name.split("/")[1] if n.name.startswith("/") and n.name.count("/") > 1 else ""
+        if scope in PARTS:
+            part[n.name] = scope
+    readers: dict[str, list[str]] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.name)
+    for n in reversed(graph.node):  # readers come after the nodes they read
+        if n.name not in part:
+            known = [part[r] for o in n.output for r in readers.get(o, []) if r in part]
+            part[n.name] = known[0] if known else "body"
+    return {p: {name for name, q in part.items() if q == p} for p in PARTS}
 
 
 class _Reader:

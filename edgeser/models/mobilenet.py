@@ -46,7 +46,8 @@ from torch import nn
 
 from edgeser.errors import InputError
 
-from .frontend import LogmelFilterBank, Spectrogram, prenorm
+from .frontend import LogmelFilterBank, LogmelFrontend, Spectrogram, prenorm
+from .mobilenet_blocks import ConvBnAct, FusedIB, InvertedResidual, UniversalIB, divisible
 from .registry import register_model
 
 __all__ = [
@@ -56,13 +57,8 @@ __all__ = [
     "MobileNetV3Small",
     "mobilenetv4_conv_small",
     "mobilenetv3_small",
+    "MobileNetExportView",
 ]
-
-CHANNEL_DIVISOR = 8
-"""Channel counts are rounded to multiples of this (the MobileNet ``make_divisible`` rule)."""
-SE_RATIO = 0.25
-"""Squeeze-and-excite bottleneck, as a fraction of the expanded channels (MobileNetV3)."""
-
 
 @dataclass
 class MobileNetConfig:
@@ -112,94 +108,6 @@ class MobileNetConfig:
         except (TypeError, ValueError) as exc:
             raise InputError(f"hyper-parameters must be numbers ({exc})") from None
         return cls(**values)
-
-
-def divisible(v: float, divisor: int = CHANNEL_DIVISOR) -> int:
-    """Round to the nearest multiple of ``divisor`` (at least ``divisor``), never more than 10% down."""
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-class ConvBnAct(nn.Sequential):
-    """Conv2d (no bias, 'same' padding) -> BatchNorm2d -> optional activation."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, *, groups: int = 1,
-                 act: type[nn.Module] | None = nn.ReLU) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
-        if act is not None:
-            self.act = act()
-
-
-class SqueezeExcite(nn.Module):
-    """Channel gate: global average -> 1x1 conv -> ReLU -> 1x1 conv -> hard sigmoid -> scale."""
-
-    def __init__(self, channels: int, reduced: int) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, reduced, 1)
-        self.expand = nn.Conv2d(reduced, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.pool(x)  # (B, C, 1, 1)
-        s = nn.functional.hardsigmoid(self.expand(torch.relu(self.reduce(s))))
-        return x * s
-
-
-class FusedIB(nn.Sequential):
-    """MobileNetV4 fused inverted bottleneck: full kxk conv to ``mid`` channels, then 1x1 to ``out``.
-
-    Both convs have BatchNorm and ReLU, as the official code's ``convbn`` pair (the paper draws the
-    projection linear; the parameter count is the same).
-    """
-
-    def __init__(self, c_in: int, mid: int, c_out: int, kernel: int, stride: int) -> None:
-        super().__init__()
-        self.fused = ConvBnAct(c_in, mid, kernel, stride)
-        self.proj = ConvBnAct(mid, c_out, 1)
-
-
-class UniversalIB(nn.Module):
-    """MobileNetV4 universal inverted bottleneck (UIB).
-
-    Optional depthwise ``start`` conv (no activation), 1x1 expansion, optional depthwise ``mid`` conv,
-    linear 1x1 projection; a residual when the shape is kept. (start, mid) kernels pick the kind:
-    both: ExtraDW; mid only: IB (the MobileNetV2 block); start only: ConvNext-like; neither: FFN.
-    The stride sits on the mid conv when there is one, else on the start conv.
-    """
-
-    def __init__(self, c_in: int, c_out: int, *, start: int, mid: int, stride: int, expand: float) -> None:
-        super().__init__()
-        hidden = divisible(c_in * expand)
-        self.residual = stride == 1 and c_in == c_out
-        self.dw_start = (ConvBnAct(c_in, c_in, start, 1 if mid else stride, groups=c_in, act=None)
-                         if start else nn.Identity())
-        self.pw_exp = ConvBnAct(c_in, hidden, 1)
-        self.dw_mid = ConvBnAct(hidden, hidden, mid, stride, groups=hidden) if mid else nn.Identity()
-        self.pw_proj = ConvBnAct(hidden, c_out, 1, act=None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pw_proj(self.dw_mid(self.pw_exp(self.dw_start(x))))
-        return x + y if self.residual else y
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV3 bottleneck: 1x1 expansion (skipped when it would not widen), depthwise kxk,
-    optional squeeze-and-excite, linear 1x1 projection; a residual when the shape is kept."""
-
-    def __init__(self, c_in: int, hidden: int, c_out: int, *, kernel: int, stride: int, se: bool,
-                 act: type[nn.Module]) -> None:
-        super().__init__()
-        self.residual = stride == 1 and c_in == c_out
-        self.pw_exp = ConvBnAct(c_in, hidden, 1, act=act) if hidden != c_in else nn.Identity()
-        self.dw = ConvBnAct(hidden, hidden, kernel, stride, groups=hidden, act=act)
-        self.se = SqueezeExcite(hidden, divisible(hidden * SE_RATIO)) if se else nn.Identity()
-        self.pw_proj = ConvBnAct(hidden, c_out, 1, act=None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pw_proj(self.se(self.dw(self.pw_exp(x))))
-        return x + y if self.residual else y
 
 
 class Fused(NamedTuple):
@@ -287,8 +195,21 @@ class MobileNetStudent(nn.Module):
     def width(self, channels: int) -> int:
         return divisible(channels * self.cfg.width)
 
+    stem_channels = last_channels = 0
+    """Stem width (kept below width 1) and the last 1x1 conv's width, before the width multiplier."""
+    act: type[nn.Module] = nn.ReLU
+    """Activation of the stem and the last 1x1 conv."""
+
     def trunk(self, in_chans: int) -> tuple[nn.Module, nn.Sequential, int]:
-        """(stem, blocks, channels out of the blocks)."""
+        """(stem, blocks ending in the last 1x1 conv, channels out of the blocks)."""
+        stem = self.stem_channels if self.cfg.width < 1 else self.width(self.stem_channels)
+        blocks, c = self.make_blocks(stem)
+        last = self.width(self.last_channels)
+        blocks.append(ConvBnAct(c, last, 1, act=self.act))
+        return ConvBnAct(in_chans, stem, 3, 2, act=self.act), nn.Sequential(*blocks), last
+
+    def make_blocks(self, c: int) -> tuple[list[nn.Module], int]:
+        """The family's blocks after a stem of ``c`` channels, and the channels out of them."""
         raise NotImplementedError
 
     def make_head(self, c_in: int, c_out: int) -> nn.Module:
@@ -310,15 +231,60 @@ class MobileNetStudent(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(self.features(x))
 
+    @staticmethod
+    def quantisable_parts() -> tuple[str, ...]:
+        """The parts its export view names (:data:`edgeser.models.parts.PARTS`): no attention softmax."""
+        return ("frontend", "head", "body")
+
+    def export_view(self, layout: str = "plain") -> MobileNetExportView:
+        """The same function as a module whose children are its parts; ``layout`` is ignored (one layout)."""
+        del layout
+        return MobileNetExportView(self).eval()
+
+
+class _Trunk(nn.Module):
+    def __init__(self, model: MobileNetStudent) -> None:
+        super().__init__()
+        self.stem, self.blocks = model.stem, model.blocks
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:  # (B, 1, frames, n_mels) -> (B, C, frames/32, n_mels/32)
+        return self.blocks(self.stem(mel))
+
+
+class _PooledHead(nn.Module):
+    def __init__(self, model: MobileNetStudent) -> None:
+        super().__init__()
+        self.pool, self.head, self.adv = model.pool, model.head, model.adv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w) -> (B, 3)
+        return self.adv(self.head(self.pool(x)).flatten(1))
+
+
+class MobileNetExportView(nn.Module):
+    """A MobileNet student grouped into its parts: ``frontend`` (log-mel), ``body`` (stem and blocks), and
+    ``head`` (global average pooling, the post-pooling layer, the A/D/V layer)."""
+
+    layout = "plain"
+
+    def __init__(self, model: MobileNetStudent) -> None:
+        super().__init__()
+        self.frontend = LogmelFrontend(model.spectrogram, model.logmel)
+        self.body = _Trunk(model)
+        self.head = _PooledHead(model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.frontend(x)))
+
 
 class MobileNetV4ConvSmall(MobileNetStudent):
     """MobileNetV4-Conv-Small: FusedIB, ExtraDW, IB and ConvNext-like UIB blocks, ReLU throughout."""
 
     arch = "mobilenetv4_conv_small"
 
-    def trunk(self, in_chans: int) -> tuple[nn.Module, nn.Sequential, int]:
-        stem = MNV4_STEM if self.cfg.width < 1 else self.width(MNV4_STEM)
-        c, blocks = stem, []
+    stem_channels, last_channels = MNV4_STEM, MNV4_LAST
+
+    def make_blocks(self, c: int) -> tuple[list[nn.Module], int]:
+        blocks: list[nn.Module] = []
         for row in MNV4_CONV_SMALL:
             out = self.width(row.out)
             if isinstance(row, Fused):
@@ -327,9 +293,7 @@ class MobileNetV4ConvSmall(MobileNetStudent):
                 blocks.append(UniversalIB(c, out, start=row.start, mid=row.mid, stride=row.stride,
                                           expand=row.expand))
             c = out
-        last = self.width(MNV4_LAST)
-        blocks.append(ConvBnAct(c, last, 1))
-        return ConvBnAct(in_chans, stem, 3, 2), nn.Sequential(*blocks), last
+        return blocks, c
 
     def make_head(self, c_in: int, c_out: int) -> nn.Module:
         return ConvBnAct(c_in, c_out, 1)  # V4: BatchNorm after the post-pooling conv, no bias
@@ -340,18 +304,17 @@ class MobileNetV3Small(MobileNetStudent):
 
     arch = "mobilenetv3_small"
 
-    def trunk(self, in_chans: int) -> tuple[nn.Module, nn.Sequential, int]:
-        stem = MNV3_STEM if self.cfg.width < 1 else self.width(MNV3_STEM)
-        c, blocks = stem, []
+    stem_channels, last_channels, act = MNV3_STEM, MNV3_LAST, nn.Hardswish
+
+    def make_blocks(self, c: int) -> tuple[list[nn.Module], int]:
+        blocks: list[nn.Module] = []
         for row in MNV3_SMALL:
             out = self.width(row.out)
             act = nn.Hardswish if row.hswish else nn.ReLU
             blocks.append(InvertedResidual(c, self.width(row.hidden), out, kernel=row.kernel,
                                            stride=row.stride, se=row.se, act=act))
             c = out
-        last = self.width(MNV3_LAST)
-        blocks.append(ConvBnAct(c, last, 1, act=nn.Hardswish))
-        return ConvBnAct(in_chans, stem, 3, 2, act=nn.Hardswish), nn.Sequential(*blocks), last
+        return blocks, c
 
     def make_head(self, c_in: int, c_out: int) -> nn.Module:
         return nn.Sequential(nn.Conv2d(c_in, c_out, 1), nn.Hardswish())  # V3: bias, no BatchNorm
