@@ -127,6 +127,25 @@ def test_coral_is_full_integer_with_int8_io(built, held_out):
     assert np.isfinite(q).all() and min(ccc(q, fl)) > 0.9
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["android", "coral"])
+def test_the_float_file_names_each_ops_part_among_the_declared_ones(built, student, target):
+    """The export tags every op with its part among those the student declares; quantise reads the tags back."""
+    from edgeser.export import tflite_flatbuffer as fb
+    from edgeser.export import tflite_parts
+
+    art, _ = built[target]
+    tree = fb.read(art.path)
+    declared = models.load(student).quantisable_parts()
+    tagged = tflite_parts.tagged_parts(tree)
+    assert tagged == tflite_parts.parts(tree, declared) == [r["part"] for r in art.details["audit"]]
+    assert set(tagged) == ({"frontend", "softmax", "head", "body"} - ({"frontend"} if target == "coral" else set()))
+    assert tflite_parts.parts(tree, ("body",)) == ["body"] * len(tagged)  # a student that declares no other part
+    no_softmax = tflite_parts.parts(tree, ("frontend", "head", "body"))
+    assert "softmax" not in no_softmax and [p for p in no_softmax if p == "frontend"] == [
+        p for p in tagged if p == "frontend"]
+
+
 def test_divide_once_pooling_is_the_students_function(student):
     """The module converted for a Wav2Small divides the pooled map once; it must compute the student's function."""
     from edgeser.export.tflite import _exportable
@@ -145,7 +164,8 @@ def test_divide_once_pooling_is_the_students_function(student):
 @pytest.mark.slow
 def test_coral_pools_divide_once_with_one_small_div(built, student, held_out):
     """One int8 DIV, of the pooled (C x C) map: no per-frame DIV whose tiny quotients the int8 kernel saturates."""
-    from edgeser.export import tflite_graph
+    from edgeser.export import tflite_audit
+    from edgeser.export import tflite_flatbuffer as fb
 
     art, (int8,) = built["coral"]
     assert art.details["pooling"] == "divide-once"
@@ -153,7 +173,7 @@ def test_coral_pools_divide_once_with_one_small_div(built, student, held_out):
     assert len(divs) == 1 and divs[0]["part"] == "softmax", divs
     c = models.load(student).cfg.channels
     assert divs[0]["inputs"] == divs[0]["outputs"] * 2 == [f"INT8[1, {c}, {c}]"] * 2, divs  # not per frame
-    assert int8.details["reciprocal_softmax"] == 0 and tflite_graph.div_hazards(tflite_graph.read(int8.path)) == []
+    assert int8.details["reciprocal_softmax"] == 0 and tflite_audit.div_hazards(fb.read(int8.path)) == []
     assert len(int8.details["output_bias_correction"]) == 3  # the calibration's mean int8 - float error, removed
     fl = open_model(art.path).predict(held_out)
     assert min(ccc(open_model(int8.path).predict(held_out), fl)) > 0.98
@@ -163,7 +183,8 @@ def test_coral_pools_divide_once_with_one_small_div(built, student, held_out):
 def test_as_trained_softmax_is_rewritten_for_int8(student, monkeypatch, tmp_path, corpus):
     """As trained, the int8 softmax DIV(exp, sum) saturates small weights (LiteRT's kernel); the rewrite avoids it."""
     tflite = _tflite()
-    from edgeser.export import tflite_graph
+    from edgeser.export import tflite_audit, tflite_passes
+    from edgeser.export import tflite_flatbuffer as fb
 
     recipe = _small("coral")
     art = tflite.export(models.load(student), tmp_path / "model.float.tflite", recipe=recipe, spec=SPEC,
@@ -171,9 +192,9 @@ def test_as_trained_softmax_is_rewritten_for_int8(student, monkeypatch, tmp_path
     assert art.details["pooling"] == "as-trained"
     (int8,) = tflite.quantise(art, tmp_path, _windows(corpus)[::2], recipe=recipe)
     assert int8.details["reciprocal_softmax"] == 1 and int8.details["dropped_identity_maximum"] == 1
-    assert tflite_graph.div_hazards(tflite_graph.read(int8.path)) == []
+    assert tflite_audit.div_hazards(fb.read(int8.path)) == []
     assert "MAXIMUM" not in {r["op"] for r in int8.details["audit"]}
-    monkeypatch.setattr(tflite_graph, "reciprocal_softmax", lambda model, op_parts: op_parts)
+    monkeypatch.setattr(tflite_passes, "reciprocal_softmax", lambda model, op_parts: op_parts)
     with pytest.raises(ExportCheckError, match="can saturate"):
         tflite.quantise(art, tmp_path, _windows(corpus)[::2], recipe=recipe)
 
@@ -271,17 +292,18 @@ def test_a_silently_wrong_conversion_is_caught(built, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_variant_checks_reject_nan_and_float_ops(built):
-    tflite = _tflite()
+    _tflite()
+    from edgeser.export import tflite_quantise
     _, (int8,) = built["coral"]
     recipe = _small("coral")
     bad = np.zeros((4, 3), dtype=np.float32)
     bad[1, 2] = np.nan
     with pytest.raises(ExportCheckError, match="NaN or Inf on 1 of 4"):
-        tflite._check_variant("float16", int8.path, bad, recipe, int8.details["audit"])
+        tflite_quantise._check_variant("float16", int8.path, bad, recipe, int8.details["audit"])
     audit = [dict(r) for r in int8.details["audit"]]
     audit[3]["int8"] = False
     with pytest.raises(ExportCheckError, match="require_int8: 1 op"):
-        tflite._check_variant("int8", int8.path, np.zeros((4, 3)), recipe, audit)
+        tflite_quantise._check_variant("int8", int8.path, np.zeros((4, 3)), recipe, audit)
 
 
 @pytest.mark.slow
@@ -302,14 +324,14 @@ def test_metadata_reader_reads_what_the_schema_writes(tmp_path):
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from edgeser.export import tflite_graph
+    from edgeser.export import tflite_flatbuffer
     from edgeser.runtime.litert import read_metadata
 
     model = schema.ModelT()
     model.version = 3
     model.buffers = [schema.BufferT()]
     model.subgraphs = []
-    tflite_graph.set_metadata(model, {MODEL_METADATA_KEY: SPEC.to_json().encode(), "other": b"\x00\x01"})
+    tflite_flatbuffer.set_metadata(model, {MODEL_METADATA_KEY: SPEC.to_json().encode(), "other": b"\x00\x01"})
     data = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     meta = read_metadata(data)
     assert InputSpec.from_dict(json.loads(meta[MODEL_METADATA_KEY])) == SPEC
@@ -345,13 +367,13 @@ def test_tflite_recipes_load_and_validate(tmp_path):
 
 def test_unknown_scheme_and_variant_are_input_errors(tmp_path):
     tflite = _tflite()
-    from edgeser.export import Artefact
+    from edgeser.export import Artefact, tflite_quantise
 
     art = Artefact("float", tmp_path / "x.tflite", SPEC)
     with pytest.raises(InputError, match="not supported for TFLite"):
         tflite.quantise(art, tmp_path, np.zeros((1, WINDOW), np.float32), recipe=load_recipe("rpi"))
     with pytest.raises(InputError, match="unknown TFLite variant"):
-        tflite._recipe_for("int4", [])
+        tflite_quantise._recipe_for("int4", [])
 
 
 def test_missing_engine_names_the_extra(tmp_path, monkeypatch):
