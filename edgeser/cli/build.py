@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import InputError
 from ._app import app, console, err_console, handle_errors
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..drift import DriftResult
 
 HELP = {
     "target": "Device target: rpi, android or coral (reads recipes/<target>.toml).",
@@ -68,21 +73,27 @@ def build(
     _summary(result)
 
 
-def _summary(result) -> None:  # type: ignore[no-untyped-def]
+def drift_table(drift: DriftResult, *, shipped: str, title: str) -> Table:
+    """The console's drift table, one row per variant and dimension (``edgeser build`` and ``edgeser drift``)."""
     from rich.table import Table
 
-    facts = result.facts
-    table = Table(title=f"drift on {len(result.drift.teacher)} held-out windows from "
-                  f"{facts.data['evaluation_groups']} {facts.data['split_by']}"
-                  f"{'' if facts.data['evaluation_groups'] == 1 else 's'}", show_lines=False,
+    table = Table(title=title, show_lines=False,
                   caption="f: float model, q: quantised variant, T: teacher; drop = |CCC(q,T) - CCC(f,T)|")
     for col in ("variant", "dim", "CCC(f,T)", "CCC(q,T)", "drop", "CCC(q,f)", "ok"):
         table.add_column(col, justify="right" if col.startswith(("CCC", "drop")) else "left")
-    for r in result.drift.rows:
-        name = f"{r.variant} (shipped)" if r.variant == facts.shipped else r.variant
+    for r in drift.rows:
+        name = f"{r.variant} (shipped)" if r.variant == shipped else r.variant
         table.add_row(name, r.dimension, f"{r.ccc_float_teacher:.3f}", f"{r.ccc_quant_teacher:.3f}",
                       f"{r.drop:.4f}", f"{r.ccc_quant_float:.4f}", "yes" if r.passed else "[red]NO[/]")
-    console.print(table)
+    return table
+
+
+def _summary(result) -> None:  # type: ignore[no-untyped-def]
+    facts = result.facts
+    console.print(drift_table(result.drift, shipped=facts.shipped,
+                              title=f"drift on {len(result.drift.teacher)} held-out windows from "
+                              f"{facts.data['evaluation_groups']} {facts.data['split_by']}"
+                              f"{'' if facts.data['evaluation_groups'] == 1 else 's'}"))
     console.print(f"bundle:  {result.out}", soft_wrap=True, highlight=False)
     console.print(f"archive: {result.archive} ({result.archive.stat().st_size / 1024:.1f} KiB)", soft_wrap=True,
                   highlight=False)
