@@ -78,7 +78,7 @@ MAKE_MODEL = """
 import sys
 from pathlib import Path
 from edgeser.errors import InputError
-from edgeser.live import default_runner
+from edgeser.runners import default_runner
 try:
     print(default_runner().path)
     print("default student (wav2small.default.safetensors)")

@@ -1,30 +1,27 @@
 """``edgeser live``: stream A/D/V from a microphone or a file, shown as a live terminal view.
 
-The pipeline is the device's own (:func:`edgeser.runtime.listen.listen`); this module adds the model
-choice (a bundle, or the embedded default student exported once to a cached ONNX file), file input,
+The pipeline is the device's own (:func:`edgeser.runtime.listen.listen`); this module builds a session
+from plain options (:class:`LiveSettings`: the model, a file or a device, window, hop, smoothing, voice
+gate), opens the model through :mod:`edgeser.runners`, plays files through the one audio reader, and adds
 the rich view and the mapping of failures to edgeser errors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import InputError, OutputError, VerifyError
-from .fileio import replacing
-from .runtime.engine import InputSpec, Runner
-from .runtime.listen import CsvLog, Source, Summary, listen, sigterm_as_interrupt
-from .runtime.stream import Reading, StreamConfig
+from .errors import InputError, OutputError
+from .runtime.listen import MAX_DURATION_S, CsvLog, Source, Summary, listen, sigterm_as_interrupt
+from .runtime.spec import DIMENSIONS, Runner
+from .runtime.stream import DEFAULT_HOP_MS, HOP_MS_RANGE, MAX_SMOOTHING, WINDOW_MS_RANGE, Reading, StreamConfig
 
-__all__ = ["LiveView", "LiveOptions", "run_live", "open_runner", "default_runner", "cache_dir",
-           "student_window_samples",
-           "HISTORY_UPDATES", "BAR_WIDTH"]
+__all__ = ["LiveView", "LiveOptions", "LiveSettings", "LiveSession", "open_session", "run_live",
+           "HISTORY_UPDATES", "BAR_WIDTH", "FILE_CHUNK_MS", "WINDOW_S_RANGE", "HOP_S_RANGE", "DEFAULT_HOP_S",
+           "MAX_SMOOTHING", "MAX_DURATION_S"]
 
 HISTORY_UPDATES = 30
 """Readings shown in the history sparkline (15 s at a 0.5 s hop)."""
@@ -33,90 +30,14 @@ BAR_WIDTH = 20
 LEVEL_FLOOR_DBFS = -80.0
 """Left end of the input level meter, in dBFS."""
 SPARK = " ▁▂▃▄▅▆▇█"
-DIMENSIONS = ("arousal", "dominance", "valence")
-EXPORT_RECIPE = "rpi"
-"""Recipe whose export settings (opset, parity tolerance, window) turn a student into the live model."""
-
-
-def cache_dir() -> Path:
-    """Cache folder: ``$EDGESER_CACHE``, else ``$XDG_CACHE_HOME/edgeser``, else ``~/.cache/edgeser``."""
-    env = os.environ.get("EDGESER_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "edgeser"
-
-
-def student_window_samples(student: Path, sampling_rate: int = 16_000) -> int:
-    """The window a student was trained on (``window_seconds`` in its checkpoint's training facts), else
-    the export recipe's window (2 s for ``rpi``), in samples."""
-    from .models import read_metadata
-    from .recipe import load_recipe
-
-    try:
-        facts = json.loads(read_metadata(student).get("extra", "{}"))
-        seconds = facts.get("config", {}).get("window_seconds")
-    except (json.JSONDecodeError, AttributeError):
-        seconds = None
-    if isinstance(seconds, int | float) and seconds > 0:
-        return int(round(seconds * sampling_rate))
-    return load_recipe(EXPORT_RECIPE).window_samples(sampling_rate)
-
-
-def _export_student(student: Path, dest: Path) -> None:
-    """Export a student checkpoint to a float ONNX file at ``dest``, atomically."""
-    from .export.onnx import export
-    from .models import load
-    from .recipe import load_recipe
-
-    with replacing(dest, suffix=".onnx") as tmp:
-        export(load(student), tmp, recipe=load_recipe(EXPORT_RECIPE),
-               spec=InputSpec(window_samples=student_window_samples(student)))
-
-
-def default_runner(*, threads: int = 1, student: Path | None = None) -> Runner:
-    """A student checkpoint (the embedded default when ``student`` is None) as an ONNX runner, exported
-    once and cached by checkpoint hash (``edgeser live`` and ``edgeser predict`` share the cache).
-
-    Raises:
-        InputError: the default student is not installed (or ``student`` is missing).
-        OutputError: the cache folder cannot be written.
-    """
-    if student is None:
-        from .defaults import default_student_path
-
-        student = default_student_path()
-    if not student.is_file():
-        raise InputError("student checkpoint not found", path=student)
-    from . import __version__
-
-    digest = hashlib.sha256(student.read_bytes() + __version__.encode()).hexdigest()[:16]
-    dest = cache_dir() / "live" / f"{student.stem}.{digest}.onnx"
-    if not dest.is_file():
-        try:
-            _export_student(student, dest)
-        except OSError as exc:
-            raise OutputError(f"cannot write the exported model ({exc.strerror})", path=dest) from None
-    return open_runner(dest, threads=threads)
-
-
-def open_runner(path: Path, *, threads: int = 1) -> Runner:
-    """Open a bundle folder or model file with :func:`edgeser.runtime.open_model`, mapping its errors.
-
-    Raises:
-        InputError: missing path, an engine that is not installed, or an unloadable model.
-        VerifyError: a folder that is not a bundle or does not match its manifest.
-    """
-    from .runtime.engine import open_model
-    from .runtime.integrity import BundleError
-
-    try:
-        return open_model(path, threads=threads)
-    except BundleError as exc:
-        raise VerifyError("; ".join(exc.problems), path=path) from None
-    except (FileNotFoundError, ValueError, ImportError, KeyError, json.JSONDecodeError) as exc:
-        message = str(exc).removeprefix(f"{path}: ")
-        raise InputError(message or type(exc).__name__, path=path) from None
+FILE_CHUNK_MS = 100.0
+"""Chunk length when a file is played through the stream, in milliseconds."""
+WINDOW_S_RANGE = (WINDOW_MS_RANGE[0] / 1000.0, WINDOW_MS_RANGE[1] / 1000.0)
+"""Smallest and largest window, in seconds (the stream's own range)."""
+HOP_S_RANGE = (HOP_MS_RANGE[0] / 1000.0, HOP_MS_RANGE[1] / 1000.0)
+"""Smallest and largest hop, in seconds."""
+DEFAULT_HOP_S = DEFAULT_HOP_MS / 1000.0
+"""Seconds between updates unless asked otherwise."""
 
 
 def _spark(values: deque[float | None]) -> str:
@@ -271,3 +192,99 @@ def _rich_session(runner: Runner, *, source: Source | None, options: LiveOptions
     if not console.is_terminal:  # rich leaves the last frame of a non-terminal Live without a newline
         console.line()
     return summary
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """What a user asks of a live session, as plain values (the options of ``edgeser live``)."""
+
+    input_file: Path | None = None
+    """Play this audio file through the stream; None listens to ``device``."""
+    fast: bool = False
+    """With ``input_file``: do not wait for real time."""
+    device: str | None = None
+    """Input device (name, part of a name, or index); None for the system's default input."""
+    window_s: float | None = None
+    """Window in seconds; None takes the model's own."""
+    hop_s: float = DEFAULT_HOP_S
+    """Seconds between updates (at most the window)."""
+    smoothing: float = 0.0
+    """Moving-average weight of the previous reading (0: off)."""
+    vad: bool = True
+    """Skip windows without voice activity."""
+    plain: bool = False
+    """One JSON line per update on stdout instead of the rich view."""
+    log_path: Path | None = None
+    """CSV log, one row per update."""
+    duration_s: float | None = None
+    """Stop after this much audio, in seconds."""
+    threads: int = 1
+    """Inference threads."""
+
+    def stream_config(self) -> StreamConfig:
+        """The stream settings these options ask for.
+
+        Raises:
+            InputError: ``--fast`` without a file, a hop longer than the window, or a value out of range.
+        """
+        if self.fast and self.input_file is None:
+            raise InputError("--fast needs --input FILE")
+        if self.window_s is not None and self.hop_s > self.window_s:
+            raise InputError(f"--hop-s ({self.hop_s:g}) must be at most --window-s ({self.window_s:g})")
+        from .runtime.vad import VadConfig
+
+        try:
+            return StreamConfig(window_ms=None if self.window_s is None else self.window_s * 1000.0,
+                                hop_ms=self.hop_s * 1000.0, smoothing=self.smoothing, vad=VadConfig(enabled=self.vad))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """An open model, its audio source and the session's options: ready to :meth:`run`."""
+
+    runner: Runner
+    """The open model."""
+    source: Source | None
+    """The file being played, or None for the input device."""
+    options: LiveOptions
+    """Stream, view and log settings."""
+
+    def run(self, *, console: Any = None, out: TextIO | None = None) -> Summary:
+        """Run the session (see :func:`run_live`)."""
+        return run_live(self.runner, source=self.source, options=self.options, console=console, out=out)
+
+
+def _file_source(path: Path, runner: Runner, *, fast: bool) -> Source:
+    """A file as a source, read by the one audio reader (too short, silent or corrupt audio is refused)."""
+    from .audio import load
+    from .runtime.listen import ArraySource
+
+    rate = int(runner.spec.sampling_rate)
+    return ArraySource(load(path, sampling_rate=rate), rate, realtime=not fast, chunk_ms=FILE_CHUNK_MS,
+                       name=path.name)
+
+
+def open_session(model: Path | None, settings: LiveSettings, *, notify: Any = None) -> LiveSession:
+    """Check the options, open the model (:func:`edgeser.runners.open_any`) and the file, if any.
+
+    Args:
+        model: a bundle, a model file, a student ``.safetensors``, or None for the embedded default student.
+        settings: the session's options.
+        notify: called with one line when a student checkpoint is converted to ONNX (the first time).
+
+    Raises:
+        InputError: invalid options, a model or file that cannot be opened or read (the file must hold at
+            least 0.1 s of sound; see :mod:`edgeser.runtime.audiofile`).
+        VerifyError: a bundle that does not match its manifest.
+        OutputError: the export cache cannot be written.
+    """
+    from .runners import open_any
+
+    config = settings.stream_config()
+    runner, name = open_any(model, threads=settings.threads, notify=notify)
+    source = None if settings.input_file is None else _file_source(settings.input_file, runner, fast=settings.fast)
+    options = LiveOptions(config=config, plain=settings.plain, log_path=settings.log_path,
+                          duration_s=settings.duration_s, device=settings.device, model_name=name)
+    return LiveSession(runner, source, options)

@@ -16,6 +16,7 @@ from typing import Any
 from .errors import InputError
 from .limits import SEED, THREADS, WINDOW_SECONDS, Range
 from .resources import recipes_dir
+from .runtime.spec import SAMPLING_RATE
 
 __all__ = ["Recipe", "DataConfig", "ExportConfig", "QuantiseConfig", "DriftConfig", "RuntimeConfig",
            "BundleConfig", "load_recipe", "list_targets", "RANGES", "ONNX_OPSETS"]
@@ -131,7 +132,7 @@ class Recipe:
     source: str = ""
     """File the recipe was read from (set by the loader)."""
 
-    def window_samples(self, sampling_rate: int = 16_000) -> int:
+    def window_samples(self, sampling_rate: int = SAMPLING_RATE) -> int:
         return int(round(self.data.window_seconds * sampling_rate))
 
     def to_dict(self) -> dict[str, Any]:

@@ -433,7 +433,7 @@ def test_cli_bad_input(model: Path, speech_wav: Path, tmp_path: Path,
     result = cli.invoke(app, ["live", "--fast", "-b", str(model)])
     assert result.exit_code == 2 and "--fast needs --input FILE" in result.stderr
     result = cli.invoke(app, ["live", "-b", str(tmp_path / "missing.onnx")])
-    assert result.exit_code == 2 and "missing.onnx: not found" in result.stderr
+    assert result.exit_code == 2 and "missing.onnx: model not found" in result.stderr
     result = cli.invoke(app, ["live", "-b", str(model), "-i", str(tmp_path / "none.wav")])
     assert result.exit_code == 2 and "none.wav: audio file not found" in result.stderr
     result = cli.invoke(app, ["live", "-b", str(model), "-i", str(speech_wav), "--hop-s", "2.0"])
@@ -447,27 +447,71 @@ def test_cli_bad_input(model: Path, speech_wav: Path, tmp_path: Path,
     assert result.exit_code == 2 and "embedded default student is not installed" in result.stderr
 
 
+
+def test_a_short_file_gets_one_reading_and_a_too_short_one_is_refused(model: Path, tmp_path: Path) -> None:
+    short = tmp_path / "short.wav"
+    sf.write(short, speech_like(0.3), SR, subtype="FLOAT")  # less than one 0.5 s hop
+    result = cli.invoke(app, ["live", "-i", str(short), "--fast", "-b", str(model), "--plain"])
+    assert result.exit_code == 0, result.output
+    [line] = [json.loads(x) for x in result.stdout.splitlines()]
+    assert line["speech"] and 0.5 < line["arousal"] < 1.0 and line["t"] == line["window_s"] == 0.3
+    assert "end: 1 updates (1 with speech) over 0.3 s" in result.stderr
+    tiny = tmp_path / "tiny.wav"
+    sf.write(tiny, speech_like(0.05), SR, subtype="FLOAT")
+    result = cli.invoke(app, ["live", "-i", str(tiny), "--fast", "-b", str(model), "--plain"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"error: {tiny}: audio is too short (50 ms; at least 100 ms is needed)\n"
+
+
+def test_a_student_checkpoint_runs_from_the_export_cache(model: Path, tmp_path: Path) -> None:
+    """The cache key stays sha256(checkpoint bytes + edgeser version)[:16], so earlier exports stay valid."""
+    import hashlib
+
+    from edgeser import __version__
+    from edgeser.runners import cache_dir, open_any
+
+    student = tmp_path / "mine.safetensors"
+    student.write_bytes(b"not read: its export is already cached")
+    digest = hashlib.sha256(student.read_bytes() + __version__.encode()).hexdigest()[:16]
+    cached = cache_dir() / "live" / f"mine.{digest}.onnx"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(model, cached)
+    told: list[str] = []
+    runner, name = open_any(student, notify=told.append)
+    assert name == "mine.safetensors" and told == [] and runner.spec.window_samples == SR
+    cached.unlink()
+
 @pytest.mark.slow
 def test_default_student_is_exported_once_and_cached(tmp_path: Path, speech_wav: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("torch")
     from edgeser import models
-    from edgeser.live import default_runner, student_window_samples
+    from edgeser.runners import default_runner, student_window_samples
 
     student = models.save(models.create_model("wav2small"), tmp_path / "student.safetensors")
     trained = models.save(models.create_model("wav2small"), tmp_path / "trained.safetensors",
                           extra={"config": {"window_seconds": 1.5}})
     assert student_window_samples(trained) == 24_000 and student_window_samples(student) == 2 * SR
     monkeypatch.setenv("EDGESER_CACHE", str(tmp_path / "cache"))
-    runner = default_runner(student=student)
+    told: list[str] = []
+    runner = default_runner(student=student, notify=told.append)
     cached = list((tmp_path / "cache" / "live").glob("student.*.onnx"))
     assert len(cached) == 1 and runner.spec.window_samples == 2 * SR
+    assert told == [f"converting {student} to ONNX once (cached in {tmp_path / 'cache' / 'live'})"]
     mtime = cached[0].stat().st_mtime_ns
-    default_runner(student=student)
-    assert cached[0].stat().st_mtime_ns == mtime
+    default_runner(student=student, notify=told.append)
+    assert cached[0].stat().st_mtime_ns == mtime and len(told) == 1
     result = cli.invoke(app, ["live", "-i", str(speech_wav), "--fast", "-b", str(student), "--plain"])
     assert result.exit_code == 0, result.output
     assert sum(json.loads(x)["speech"] for x in result.stdout.splitlines() if x.startswith("{")) == 16
+    assert "converting" not in result.stderr  # cached: nothing to say
+    for command in (["live", "-i", str(speech_wav), "--fast", "--plain", "-b"], ["predict"]):
+        shutil.rmtree(tmp_path / "cache")
+        args = [*command, str(trained)] + ([str(speech_wav)] if command == ["predict"] else [])
+        result = cli.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert f"converting {trained} to ONNX once (cached in " in result.stderr
+        assert "converting" not in result.stdout
 
 
 def _start_live(args: list[str]) -> subprocess.Popen[str]:

@@ -141,6 +141,34 @@ def test_partial_windows_until_full_and_fixed_models_wait() -> None:
     assert [r.index for r in readings] == [0, 1, 2] and set(fixed.calls) == {2 * SR}
 
 
+
+@pytest.mark.parametrize("chunk", [160, 1000, 7])
+def test_end_of_input_reads_a_stream_that_gave_no_reading(chunk: int) -> None:
+    short = speech_like(0.3)  # shorter than one hop: no hop completes
+    runner = FakeRunner(2 * SR)
+    streamer = Streamer(runner)
+    assert run(streamer, short, chunk) == []
+    [reading] = streamer.flush()
+    assert reading.speech and reading.adv is not None and reading.index == 0
+    assert reading.end_s == reading.window_s == pytest.approx(0.3) and runner.calls == [short.size]
+    np.testing.assert_allclose(reading.adv, runner(short), rtol=1e-6)  # the model saw all of it, once
+    assert streamer.flush() == []  # a reading was given: nothing more
+    fixed = FakeRunner(2 * SR, fixed_length=True)  # waits for a full window: 1.5 s gives no hop reading
+    streamer = Streamer(fixed)
+    assert run(streamer, speech_like(1.5), chunk) == []
+    assert [r.window_s for r in streamer.flush()] == [1.5]
+
+
+def test_end_of_input_reads_nothing_more_after_a_reading_or_below_the_minimum() -> None:
+    streamer = Streamer(FakeRunner(2 * SR))
+    assert len(run(streamer, speech_like(1.2), 1000)) == 2 and streamer.flush() == []  # the tail is not read
+    streamer = Streamer(FakeRunner(2 * SR))
+    assert run(streamer, speech_like(0.09), 1000) == [] and streamer.flush() == []  # under 0.1 s
+    silent = Streamer(FakeRunner(2 * SR))
+    run(silent, np.zeros(SR // 4, np.float32), 1000)
+    [reading] = silent.flush()
+    assert not reading.speech and reading.adv is None  # silence is a reading without A/D/V, as in a stream
+
 @pytest.mark.parametrize(("settings", "message"), [
     ({"hop_ms": 3000.0}, "longer than the window"),
     ({"hop_ms": 0.0}, "hop_ms must be between 10 and 60000, got 0.0"),

@@ -11,22 +11,15 @@ import typer
 from ..errors import InputError, OutputError
 from ..fileio import check_output, replacing
 from ..limits import THREADS
-from ._app import app, console, handle_errors
+from ..runtime.spec import DIMENSIONS
+from ._app import app, console, err_console, handle_errors
 
-CSV_COLUMNS = ("file", "window", "start_s", "arousal", "dominance", "valence")
-CSV_HELP = "Write file, window, start_s, arousal, dominance, valence (a row per window plus a 'mean' row per file)."
+CSV_COLUMNS = ("file", "window", "start_s", *DIMENSIONS)
+CSV_HELP = f"Write {', '.join(CSV_COLUMNS)} (a row per window plus a 'mean' row per file)."
 
 
-def _open(model: Path, threads: int) -> Any:
-    """A Runner for a bundle, an .onnx/.tflite file, or a student .safetensors (exported to ONNX once and
-    cached, like ``edgeser live`` does: :func:`edgeser.live.default_runner`)."""
-    from ..live import default_runner, open_runner
-
-    if not model.exists():
-        raise InputError("model not found", path=model)
-    if model.is_file() and model.suffix == ".safetensors":
-        return default_runner(threads=threads, student=model)
-    return open_runner(model, threads=threads)
+def _notify(line: str) -> None:
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -50,6 +43,7 @@ def predict(
     threads: Annotated[int, typer.Option(min=THREADS.lo, max=THREADS.hi, help="Inference threads.")] = 1,
 ) -> None:
     """Predict arousal, dominance and valence for audio files (long files: per window plus the mean)."""
+    from ..runners import open_any
     from ..runtime.audiofile import AudioError
     from ..runtime.predict import predict_file
 
@@ -58,7 +52,7 @@ def predict(
         if not csv_out.parent.is_dir():
             raise OutputError("folder for --csv does not exist", path=csv_out.parent)
     rows: list[dict[str, Any]] = []
-    runner = _open(model, threads)
+    runner, _ = open_any(model, threads=threads, notify=_notify)  # a checkpoint is exported to ONNX once, cached
     console.print(f"{'file':<40} {'arousal':>8} {'dominance':>9} {'valence':>8}", highlight=False)
     for f in files:
         try:
@@ -76,4 +70,4 @@ def predict(
 
 def _row(f: Path, window: str, start: float | None, v: Any) -> dict[str, Any]:
     return {"file": str(f), "window": window, "start_s": "" if start is None else f"{start:.3f}",
-            "arousal": f"{float(v[0]):.6f}", "dominance": f"{float(v[1]):.6f}", "valence": f"{float(v[2]):.6f}"}
+            **{name: f"{float(x):.6f}" for name, x in zip(DIMENSIONS, v, strict=True)}}

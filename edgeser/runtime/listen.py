@@ -32,13 +32,13 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from .engine import Runner
+from .spec import DIMENSIONS
 from .stream import Reading, SourceError, StreamConfig, Streamer
 
 __all__ = ["Source", "ArraySource", "CsvLog", "Summary", "listen", "run_device", "sigterm_as_interrupt",
            "CSV_COLUMNS", "LATENCY_WINDOW", "EXIT_OK", "EXIT_INPUT", "MAX_DURATION_S"]
 
-CSV_COLUMNS = ("time_utc", "index", "t", "speech", "arousal", "dominance", "valence", "level_dbfs",
-               "latency_ms", "dropped_samples")
+CSV_COLUMNS = ("time_utc", "index", "t", "speech", *DIMENSIONS, "level_dbfs", "latency_ms", "dropped_samples")
 """Columns of the CSV log, in order."""
 LATENCY_WINDOW = 7_200
 """Latest update latencies kept for the p99 (one hour at a 0.5 s hop); bounds memory."""
@@ -287,23 +287,29 @@ def _loop(src: Source, streamer: Streamer, summary: Summary, emit: Callable[[Rea
         chunk = src.read()
         if chunk is None:
             summary.stopped = "end"
-            return
+            break
         if limit is not None:
             chunk = chunk[:max(0, limit - streamer.samples_seen)]
         readings = streamer.feed(chunk)
         summary.dropped_samples, summary.overflows = src.dropped_samples, src.overflows
         summary.audio_s = streamer.samples_seen / streamer.sampling_rate
-        for reading in readings:
-            summary.updates += 1
-            summary.speech_updates += int(reading.speech)
-            summary.latencies_ms.append(reading.latency_ms)
-            if log is not None:
-                log.write(reading, dropped_samples=summary.dropped_samples)
-                summary.log_rows = log.rows
-            emit(reading, summary)
+        _publish(readings, summary, emit, log)
         if limit is not None and streamer.samples_seen >= limit:
             summary.stopped = "duration"
-            return
+            break
+    _publish(streamer.flush(), summary, emit, log)  # an input shorter than one hop still gets its reading
+
+
+def _publish(readings: list[Reading], summary: Summary, emit: Callable[[Reading, Summary], None],
+             log: CsvLog | None) -> None:
+    for reading in readings:
+        summary.updates += 1
+        summary.speech_updates += int(reading.speech)
+        summary.latencies_ms.append(reading.latency_ms)
+        if log is not None:
+            log.write(reading, dropped_samples=summary.dropped_samples)
+            summary.log_rows = log.rows
+        emit(reading, summary)
 
 
 @contextmanager

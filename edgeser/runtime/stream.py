@@ -1,10 +1,13 @@
 """Streaming: a resampler, a ring buffer and a window/hop streamer that turns audio chunks into readings.
 
 Feed chunks of any size; every ``hop_samples`` the :class:`Streamer` emits one :class:`Reading` for the
-last ``window_samples`` of audio. Readings depend only on the audio, never on how it was chunked:
-windows, hops and the voice-activity frames sit at absolute sample positions, and the carried-over
-remainder of each chunk waits for the next one. All buffers are allocated once (nothing grows with
-time) and :meth:`Streamer.reset` clears them. Needs numpy only (this folder is copied into bundles).
+last ``window_samples`` of audio. At the end of the input, :meth:`Streamer.flush` reads a stream that has
+given no reading yet once, on all of its audio, so a file shorter than one hop (or, for a model that
+takes only its own window, shorter than that window) still gets a reading. Readings depend only on the
+audio, never on how it was chunked: windows, hops and the voice-activity frames sit at absolute sample
+positions, and the carried-over remainder of each chunk waits for the next one. All buffers are
+allocated once (nothing grows with time) and :meth:`Streamer.reset` clears them. Needs numpy only
+(this folder is copied into bundles).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .audiofile import MIN_SECONDS
 from .engine import Runner
 from .vad import EnergyGate, VadConfig, frame_dbfs
 
@@ -260,6 +264,7 @@ class Streamer:
         self.runner.reset()
         self._since_hop = 0
         self._hop_speech = False
+        self._heard_speech = False
         self._ema: np.ndarray | None = None
         self.samples_seen = 0
         """Samples fed since the start (or the last reset)."""
@@ -289,6 +294,7 @@ class Streamer:
         self.ring.write(part)
         _, states = self.gate.feed(part)
         self._hop_speech = self._hop_speech or bool(states.any())
+        self._heard_speech = self._heard_speech or self._hop_speech
         self._since_hop += part.size
         self.samples_seen += part.size
 
@@ -298,8 +304,25 @@ class Streamer:
         self._since_hop, self._hop_speech = 0, False
         full = self.ring.filled == self.window_samples
         ready = full or (self._partial and self.ring.filled >= self.hop_samples)
-        if not ready:
-            return None
+        return self._read(start, speech, level) if ready else None
+
+    def flush(self) -> list[Reading]:
+        """End of input: a stream that has given no reading yet reads once, on all of its audio.
+
+        The reading covers the whole input (``window_s`` is its length; a model that takes only its own
+        window gets it padded by its runner), with speech when the gate opened anywhere in it. Nothing is
+        read after an earlier reading, nor for less than the audio readers' minimum (0.1 s).
+
+        Returns:
+            the one reading, or nothing.
+        """
+        if self.updates or self.ring.filled < MIN_SECONDS * self.sampling_rate:
+            return []
+        start = time.perf_counter()
+        level = float(frame_dbfs(self.ring.latest()[None])[0])
+        return [self._read(start, self._heard_speech, level)]
+
+    def _read(self, start: float, speech: bool, level: float) -> Reading:
         adv: tuple[float, float, float] | None = None
         if speech:
             raw = np.asarray(self.runner(self.ring.latest()), dtype=np.float64).reshape(-1)[:3]
