@@ -7,6 +7,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,7 +170,7 @@ def _members(tar: tarfile.TarFile, archive_path: Path) -> list[tarfile.TarInfo]:
                               f"{MAX_ARCHIVE_BYTES >> 20} MiB unpacked)", path=archive_path)
         if not (info.isreg() or info.isdir()):
             raise VerifyError(f"archive entry {info.name!r} is a link or special file", path=archive_path)
-        if not safe_relative(info.name.rstrip("/")):
+        if not safe_relative(info.name):  # tarfile strips a folder's trailing "/"; a file's is refused
             raise VerifyError(f"archive entry {info.name!r} points outside the bundle", path=archive_path)
     return members
 
@@ -195,7 +196,7 @@ def _extract(archive_path: Path, into: Path) -> Path:
                     raise VerifyError(f"archive entry {m.name!r} is unreadable or repeated", path=archive_path)
                 with src, open(target, "xb") as dst:
                     shutil.copyfileobj(src, dst)
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as exc:  # zlib: corrupt deflate data
         raise VerifyError(f"cannot read bundle archive ({exc})", path=archive_path) from None
     return into / next(iter(roots))
 
@@ -204,29 +205,32 @@ def _host_problems(manifest: dict[str, Any]) -> list[str]:
     """Checks only the host can make: the target is one edgeser knows, and the recipe agrees with it."""
     from .recipe import list_targets
 
-    recipe = manifest.get("recipe") if isinstance(manifest.get("recipe"), dict) else {}
+    def table(node: Any, key: str) -> dict[str, Any]:
+        return node[key] if isinstance(node.get(key), dict) else {}
+
+    recipe, model, runtime = table(manifest, "recipe"), table(manifest, "model"), table(manifest, "runtime")
     target = manifest.get("target")
     problems = []
     if target not in list_targets():
         problems.append(f"manifest's target {target!r} is not one of {', '.join(list_targets())}")
     elif recipe.get("target") != target:
         problems.append(f"manifest's target {target!r} differs from its recipe's {recipe.get('target')!r}")
-    runtime = recipe.get("runtime") if isinstance(recipe.get("runtime"), dict) else {}
-    if runtime.get("backend") != (manifest.get("runtime") or {}).get("backend"):
+    if table(recipe, "runtime").get("backend") != runtime.get("backend"):
         problems.append("manifest's runtime.backend differs from its recipe's")
-    drift = manifest.get("drift") if isinstance(manifest.get("drift"), dict) else {}
+    drift = table(manifest, "drift")
     if drift.get("shipped_passed") is not True:
         problems.append("manifest does not record a passed drift gate for the shipped model")
-    if drift.get("shipped_variant") != (manifest.get("model") or {}).get("variant"):
+    if drift.get("shipped_variant") != model.get("variant"):
         problems.append("manifest's model.variant differs from the variant its drift gate passed")
     return problems
 
 
-def _check(folder: Path) -> tuple[dict[str, Any], list[str]]:
+def _check(folder: Path, shown: Path) -> tuple[dict[str, Any], list[str]]:
+    """Every problem of the bundle at ``folder``; an unreadable manifest is reported on ``shown``."""
     try:
         manifest, problems = check_bundle(folder, strict=True)
     except BundleError as exc:
-        raise VerifyError("; ".join(exc.problems), path=folder) from None
+        raise VerifyError("; ".join(exc.problems), path=shown) from None
     return manifest, _host_problems(manifest) + problems
 
 
@@ -251,9 +255,9 @@ def verify(path: str | Path) -> dict[str, Any]:
         raise VerifyError("bundle is a symbolic link; verify the folder or archive itself", path=path)
     if path.is_file():
         with tempfile.TemporaryDirectory(prefix="edgeser-verify-") as tmp:
-            manifest, problems = _check(_extract(path, Path(tmp)))
+            manifest, problems = _check(_extract(path, Path(tmp)), path)
     else:
-        manifest, problems = _check(path)
+        manifest, problems = _check(path, path)
     if problems:
         raise VerifyError("bundle does not match its manifest: " + "; ".join(problems), path=path)
     return manifest

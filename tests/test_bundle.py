@@ -273,3 +273,194 @@ def test_write_manifest_refuses_symlinks_in_the_staged_folder(tmp_path):
     (folder / "model.onnx").symlink_to(tmp_path)
     with pytest.raises(OutputError, match="not regular files"):
         write_manifest(folder, {})
+
+
+# ---- found by the verify fuzz pass (tests/test_verify_fuzz.py) ---------------------------------------------
+
+
+def test_odd_file_names_stay_on_one_line(bundle):
+    (bundle / "a\nb").write_text("x")
+    (bundle / "runner" / "c\rd").write_text("x")
+    msg = _problems(bundle)
+    assert "unexpected: 'a\\nb', 'runner/c\\rd'" in msg
+
+
+def test_empty_folders_are_unexpected_too(bundle):
+    (bundle / "empty" / "deeper").mkdir(parents=True)
+    assert _problems(bundle).endswith("unexpected: empty/deeper/")
+    (bundle / "empty" / "deeper").rmdir()
+    (bundle / "empty").rmdir()
+    (bundle / "runner" / "edgeser_runtime" / "pkg").mkdir()
+    assert "unexpected: runner/edgeser_runtime/pkg/" in _problems(bundle)
+    with pytest.raises(BundleError, match="unexpected: runner/edgeser_runtime/pkg/"):
+        open_bundle_model(bundle)
+    (bundle / "runner" / "edgeser_runtime" / "pkg").rmdir()
+    (bundle / "logs").mkdir()  # beside runner/: the device may keep folders there
+    open_bundle_model(bundle)
+    assert "unexpected: logs/" in _problems(bundle)
+
+
+@pytest.mark.parametrize("key", ["model", "runtime", "recipe", "drift"])
+@pytest.mark.parametrize("value", [[1], "x", 3, None])
+def test_manifest_tables_of_the_wrong_type_are_problems_not_crashes(bundle, key, value):
+    _rewrite(bundle, **{key: value})
+    assert "bundle does not match its manifest" in _problems(bundle)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a": ' + "1" * 5000 + "}"],
+                         ids=["deeply-nested", "5000-digit-number"])
+def test_manifests_json_cannot_exhaust_the_parser(bundle, text):
+    (bundle / "manifest.json").write_text(text)
+    assert "manifest.json is corrupt" in _problems(bundle)
+    with pytest.raises(BundleError, match="manifest.json is corrupt"):
+        open_bundle_model(bundle)
+
+
+def test_corrupt_deflate_data_after_the_first_block_is_a_verify_error(bundle, tmp_path):
+    import gzip
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as t:
+        t.add(bundle, arcname="b")
+    broken = tmp_path / "broken.tar.gz"  # a valid first gzip member, then one whose deflate block type is invalid
+    broken.write_bytes(gzip.compress(buffer.getvalue()[:4096], mtime=0)
+                       + b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\x07" + bytes(20))
+    assert "cannot read bundle archive (Error -3 while decompressing data: invalid block type)" in _problems(broken)
+
+
+def test_an_archive_without_a_manifest_is_named_in_the_message(bundle, tmp_path):
+    (bundle / "manifest.json").unlink()
+    tar = tmp_path / "b.tar.gz"
+    with tarfile.open(tar, "w:gz") as t:
+        t.add(bundle, arcname="b")
+    assert _problems(tar) == f"{tar}: not a bundle: manifest.json is missing"
+
+
+def test_a_file_entry_named_like_a_folder_is_refused(bundle, tmp_path):
+    tar = tmp_path / "b.tar.gz"
+    with tarfile.open(tar, "w:gz") as t:
+        for path in sorted(bundle.rglob("*")):
+            rel = path.relative_to(bundle).as_posix()
+            if path.is_file():
+                t.add(path, arcname=f"b/{rel}/" if rel == "README.md" else f"b/{rel}", recursive=False)
+    assert "archive entry 'b/README.md/' points outside the bundle" in _problems(tar)
+
+
+# ---- pinned by mutation testing (docs/testing.md) ----------------------------------------------------------
+
+
+def test_errors_name_the_path_they_are_about(bundle, tmp_path):
+    assert _problems(tmp_path).startswith(f"{tmp_path}: not a bundle")
+    tar = archive(bundle, tmp_path / "b.tar.gz", arcname="b")
+    with pytest.raises(OutputError) as err:
+        archive(bundle, tar, arcname="b")
+    assert err.value.message == f"{tar}: archive exists already"
+    from edgeser.bundle import assemble
+    from edgeser.errors import InputError
+    from edgeser.resources import targets_dir
+
+    with pytest.raises(InputError) as err:
+        assemble(tmp_path / "x", target="toaster")
+    assert err.value.message == f"{targets_dir() / 'toaster'}: no runner files for target 'toaster'"
+
+
+def test_write_manifest_names_every_odd_entry(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    (folder / "b").symlink_to(tmp_path)
+    (folder / "a").symlink_to(tmp_path / "nothing")
+    with pytest.raises(OutputError) as err:
+        write_manifest(folder, {})
+    assert err.value.message == f"{folder}: bundle folder holds entries that are not regular files: a, b"
+
+
+def test_manifest_is_indented_json_with_its_format_first(bundle):
+    text = (bundle / "manifest.json").read_text(encoding="utf-8")
+    assert text.startswith('{\n  "format": "edgeser.bundle/1",\n  "target": "rpi",\n') and text.endswith("\n}\n")
+
+
+def test_assemble_copies_no_bytecode_and_makes_scripts_executable(tmp_path):
+    from edgeser.resources import package_dir, targets_dir
+
+    for source in (package_dir() / "runtime" / "engine.py", targets_dir() / "rpi" / "runner" / "__main__.py"):
+        py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
+    folder = tiny_bundle(tmp_path / "b")
+    assert not list(folder.rglob("*.pyc"))
+    assert (folder / "runner" / "__pycache__").is_file()
+    assert (folder / "runner" / "edgeser_runtime" / "__pycache__").is_file()
+    assert (folder / "install.sh").stat().st_mode & 0o777 == 0o755
+    verify(folder)
+
+
+def test_commit_dir_moves_the_staged_folder_into_place(tmp_path):
+    from edgeser.bundle import commit_dir
+    from edgeser.fileio import DIR_MODE
+
+    out = tmp_path / "out"
+    with staging_dir(out) as stage:
+        (stage / "f").write_text("new")
+        commit_dir(stage, out)
+    assert (out / "f").read_text() == "new" and not stage.exists()
+    assert out.stat().st_mode & 0o777 == DIR_MODE
+
+
+def test_replace_outputs_names_the_output_that_could_not_be_moved(tmp_path):
+    first, second = tmp_path / "out", tmp_path / "out.tar.gz"
+    second.write_text("old archive")
+    new_second = tmp_path / "new.tar.gz"
+    new_second.write_text("new archive")
+    with pytest.raises(OutputError) as err:
+        replace_outputs([(tmp_path / "never-staged", first), (new_second, second)])
+    assert err.value.path == first and err.value.message.startswith(f"{first}: cannot move the finished output")
+    assert second.read_text() == "old archive" and new_second.read_text() == "new archive"
+
+
+def _bundle_tar(bundle, tmp_path):
+    """The bundle as an archive that also holds folder entries (size 0), as `tar czf` writes it."""
+    tar = tmp_path / "full.tar.gz"
+    with tarfile.open(tar, "w:gz") as t:
+        t.add(bundle, arcname="b")
+    with tarfile.open(tar) as t:
+        members = t.getmembers()
+    assert any(m.isdir() for m in members)
+    return tar, len(members), sum(m.size for m in members)
+
+
+def test_archive_caps_are_inclusive_and_count_every_entry(bundle, tmp_path, monkeypatch):
+    import edgeser.bundle as bundle_module
+
+    tar, entries, size = _bundle_tar(bundle, tmp_path)
+    monkeypatch.setattr(bundle_module, "MAX_ARCHIVE_MEMBERS", entries)
+    monkeypatch.setattr(bundle_module, "MAX_ARCHIVE_BYTES", size)
+    verify(tar)
+    monkeypatch.setattr(bundle_module, "MAX_ARCHIVE_BYTES", size - 1)  # the sum of all files, not the largest
+    assert "larger than a bundle can be" in _problems(tar)
+    monkeypatch.setattr(bundle_module, "MAX_ARCHIVE_BYTES", size)
+    monkeypatch.setattr(bundle_module, "MAX_ARCHIVE_MEMBERS", entries - 1)
+    assert "larger than a bundle can be" in _problems(tar)
+
+
+def test_archive_cap_message_states_the_caps(tmp_path):
+    huge = tarfile.TarInfo("b/model.onnx")
+    huge.size = 2**40
+    msg = _problems(_tar_with(tmp_path, (huge, None)))
+    assert msg == f"{tmp_path / 'crafted.tar.gz'}: archive is larger than a bundle can be (over 10000 entries or " \
+                  "256 MiB unpacked)"
+
+
+def test_link_entries_are_refused_naming_the_archive(tmp_path):
+    link = tarfile.TarInfo("b/model.onnx")
+    link.type, link.linkname = tarfile.LNKTYPE, "b/other"
+    path = _tar_with(tmp_path, (link, None))
+    assert _problems(path) == f"{path}: archive entry 'b/model.onnx' is a link or special file"
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"target": "toaster"}, "manifest's target 'toaster' is not one of android, coral, rpi"),
+    ({"recipe.runtime.backend": "litert"}, "manifest's runtime.backend differs from its recipe's"),
+    ({"drift.shipped_passed": False}, "manifest does not record a passed drift gate for the shipped model"),
+    ({"drift.shipped_variant": "float"}, "manifest's model.variant differs from the variant its drift gate passed"),
+])
+def test_each_host_check_names_its_problem(bundle, change, problem):
+    _rewrite(bundle, **change)
+    assert _problems(bundle) == f"{bundle}: bundle does not match its manifest: {problem}"

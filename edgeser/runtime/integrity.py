@@ -76,7 +76,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
                                    else f"{MANIFEST} is not a regular file"])
     try:
         manifest = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8, JSON, or a 5000-digit number
         raise BundleError(folder, [f"{MANIFEST} is corrupt ({exc})"]) from None
     if not isinstance(manifest, dict):
         raise BundleError(folder, [f"{MANIFEST} is corrupt (not a JSON object)"])
@@ -98,7 +98,7 @@ def manifest_problems(manifest: dict[str, Any]) -> list[str]:
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         return [*problems, "manifest has no 'files' table"]
-    bad = sorted(str(k) for k, v in files.items() if not safe_relative(k) or not isinstance(v, str)
+    bad = sorted(_shown(k) for k, v in files.items() if not safe_relative(k) or not isinstance(v, str)
                  or not _SHA256.fullmatch(v) or k == MANIFEST)
     if bad:
         problems.append(f"manifest lists invalid file entries: {', '.join(bad[:5])}")
@@ -121,11 +121,17 @@ def manifest_problems(manifest: dict[str, Any]) -> list[str]:
     return problems
 
 
-def scan(folder: Path) -> tuple[set[str], dict[str, str]]:
+def _shown(name: str) -> str:
+    """A file name as a message shows it: quoted and escaped when it holds a line break or other control."""
+    return name if name.isprintable() else ascii(name)
+
+
+def scan(folder: Path, folders: set[str] | None = None) -> tuple[set[str], dict[str, str]]:
     """Regular files under ``folder`` (relative POSIX names), and everything else found there with its kind.
 
     Symbolic links (to files or folders, broken or looping) are never followed; they, and anything that
-    is neither a regular file nor a folder, are returned as ``{name: "symlink" | "special file"}``.
+    is neither a regular file nor a folder, are returned as ``{name: "symlink" | "special file"}``. The
+    folders found are added to ``folders`` when it is given.
     """
     files: set[str] = set()
     odd: dict[str, str] = {}
@@ -140,6 +146,8 @@ def scan(folder: Path) -> tuple[set[str], dict[str, str]]:
                 files.add(rel)
             elif not stat.S_ISDIR(mode):
                 odd[rel] = "special file"
+            elif folders is not None:
+                folders.add(rel)
         dirs[:] = [d for d in dirs if not (base / d).is_symlink()]
     return files, odd
 
@@ -159,20 +167,23 @@ def check_bundle(folder: str | Path, *, strict: bool = True) -> tuple[dict[str, 
     problems = manifest_problems(manifest)
     listed: dict[str, str] = {k: v for k, v in manifest.get("files", {}).items()
                               if safe_relative(k)} if isinstance(manifest.get("files"), dict) else {}
-    present, odd = scan(folder)
+    folders: set[str] = set()
+    present, odd = scan(folder, folders)
     present.discard(MANIFEST)
 
     def watched(name: str) -> bool:  # where an unlisted entry is a problem
         return strict or name in listed or name.split("/")[0] == CODE_DIR
 
-    unexpected = sorted(f for f in present - set(listed) if watched(f))
+    holding = {name.rsplit("/", 1)[0] for name in (*present, *odd, *listed, *folders) if "/" in name}
+    empty = [f"{name}/" for name in folders - holding if watched(name)]  # folders with nothing listed in them
+    unexpected = sorted([*(f for f in present - set(listed) if watched(f)), *empty])
     missing = sorted(set(listed) - present - set(odd))
     changed = sorted(f for f in set(listed) & present if sha256_file(folder / f) != listed[f])
     not_regular = sorted(f"{name} ({kind})" for name, kind in odd.items() if watched(name))
     for kind, names in (("changed", changed), ("missing", missing), ("unexpected", unexpected),
                         ("not a regular file", not_regular)):
         if names:
-            problems.append(f"{kind}: {', '.join(names)}")
+            problems.append(f"{kind}: {', '.join(map(_shown, names))}")
     if not problems:
         problems += _backend_problems(folder / manifest["model"]["file"], manifest["runtime"]["backend"])
     return manifest, problems
