@@ -220,6 +220,7 @@ def test_cli_label(tmp_path: Path, corpus: Path, teacher_onnx: Path) -> None:
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "48 file(s), 96 window(s)" in first.output and len(_rows(out)) == 96
+    assert "labelling" in first.stderr and "files/s" in first.stderr  # the progress bar, on stderr
     second = CliRunner().invoke(app, [*args, "--overwrite"])
     assert second.exit_code == 0 and "48 file(s) from the cache" in second.output
 
@@ -229,7 +230,8 @@ def test_cli_label_refuses_an_existing_output_and_resumes_through_the_cache(
 ) -> None:
     out = tmp_path / "labels.csv"
     args = ["label", str(corpus), "--teacher", str(teacher_onnx), "--out", str(out), "--window-seconds", "0.5", "-q"]
-    assert CliRunner().invoke(app, args).exit_code == 0
+    quiet = CliRunner().invoke(app, args)
+    assert quiet.exit_code == 0 and quiet.stderr == "" and "48 file(s)" in quiet.stdout
     before = out.read_bytes()
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 5 and f"{out}: output exists already (use --overwrite" in again.output
