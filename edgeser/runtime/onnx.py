@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,7 +21,8 @@ DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 """Execution providers of a session when the caller names none."""
 
 
-def session(path: str | Path, *, threads: int = 1, providers: Sequence[str] | None = None) -> ort.InferenceSession:
+def session(path: str | Path, *, threads: int = 1,
+            providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None) -> ort.InferenceSession:
     """Open an ONNX model in onnxruntime with edgeser's session options.
 
     ``threads`` intra-op threads, one inter-op thread, only errors logged, and all graph optimisations.
@@ -29,8 +30,9 @@ def session(path: str | Path, *, threads: int = 1, providers: Sequence[str] | No
     Args:
         path: the ``.onnx`` file.
         threads: intra-op threads (a positive integer).
-        providers: execution providers in order of preference; ``None`` means :data:`DEFAULT_PROVIDERS`.
-            Each must be one this onnxruntime build offers (``onnxruntime.get_available_providers()``).
+        providers: execution providers in order of preference, each a name or ``(name, options)``;
+            ``None`` means :data:`DEFAULT_PROVIDERS`. Each must be one this onnxruntime build offers
+            (``onnxruntime.get_available_providers()``).
 
     Returns:
         The ready session.
@@ -46,7 +48,8 @@ def session(path: str | Path, *, threads: int = 1, providers: Sequence[str] | No
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"{path}: threads must be a positive integer, got {threads!r}")
     chosen = list(DEFAULT_PROVIDERS if providers is None else providers)
-    missing = [p for p in chosen if p not in ort.get_available_providers()]
+    missing = [name for name in (p if isinstance(p, str) else p[0] for p in chosen)
+               if name not in ort.get_available_providers()]
     if missing or not chosen:
         raise ValueError(f"{path}: execution provider(s) {', '.join(missing) or '(none given)'} not available in "
                          f"this onnxruntime (available: {', '.join(ort.get_available_providers())})")
