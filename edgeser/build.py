@@ -32,6 +32,8 @@ __all__ = ["BuildResult", "Windows", "build", "collect_windows", "split_windows"
 
 TEACHER_BATCH = 16
 PLOTS_DIR = "plots"
+REFERENCE_DIR = "reference"
+"""Bundle folder holding the float model, the reference that ``edgeser drift`` measures the shipped one against."""
 
 
 @dataclass
@@ -163,11 +165,17 @@ def _manifest(recipe: Recipe, shipped: Artefact, facts: BuildFacts, drift: Drift
 
 
 def _finish_bundle(stage: Path, out: Path, recipe: Recipe, shipped: Artefact, facts: BuildFacts,
-                   drift: DriftResult, staged_tar: Path, check: selftest.SelfTestData) -> dict[str, Any]:
+                   drift: DriftResult, staged_tar: Path, check: selftest.SelfTestData,
+                   reference: Artefact) -> dict[str, Any]:
     assemble(stage, target=recipe.target)
     shutil.copy2(shipped.path, stage / f"model{shipped.path.suffix}")
+    ref_file = f"{REFERENCE_DIR}/{reference.path.name}"
+    (stage / REFERENCE_DIR).mkdir()
+    shutil.copy2(reference.path, stage / ref_file)
     entry = selftest.write(stage, check, sampling_rate=shipped.spec.sampling_rate)
-    manifest = write_manifest(stage, {**_manifest(recipe, shipped, facts, drift), "selftest": entry})
+    manifest = write_manifest(stage, {**_manifest(recipe, shipped, facts, drift), "selftest": entry,
+                                      "reference": {"file": ref_file, "variant": reference.name,
+                                                    "sha256": sha256_file(stage / ref_file)}})
     archive(stage, staged_tar, arcname=out.name)
     return manifest
 
@@ -304,7 +312,9 @@ def _write_outputs(stage: Path, out: Path, rec: Recipe, arts: list[Artefact], sh
     try:
         if check is not None:
             shipped = Artefact(shipped.name, work / shipped.path.name, shipped.spec, shipped.details)
-            manifest = _finish_bundle(stage, out, rec, shipped, facts, drift, staged_tar, check)
+            reference = next(a for a in arts if a.name == "float")
+            reference = Artefact(reference.name, work / reference.path.name, reference.spec, reference.details)
+            manifest = _finish_bundle(stage, out, rec, shipped, facts, drift, staged_tar, check, reference)
             replace_outputs([(stage, out), (staged_tar, tar)])
         else:
             out = out if not out.exists() else out.with_name(f"{out.name}.failed")
