@@ -264,15 +264,54 @@ def _variants() -> list[Variant]:
 # Building artefacts
 # ---------------------------------------------------------------------------------------------
 
+def _structural_groups(graph: Any) -> dict[str, set[str]]:
+    """A Wav2Small's parts inferred from the graph's shape (the exporter's rule before models named their
+    parts; this script's own views name none, so it keeps the inference).
+
+    frontend: every node the first 2-D convolution depends on; softmax: the Softmax over time, the node
+    giving its logits and the Mul applying it; head: everything from the pooling's ReduceSum on; body: the rest.
+    """
+    producers = {out: n for n in graph.node for out in n.output}
+    inits = {i.name: i for i in graph.initializer}
+
+    def ancestors(node: Any) -> set[str]:
+        seen: set[str] = set()
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            for i in n.input:
+                p = producers.get(i)
+                if p is not None and p.name not in seen:
+                    seen.add(p.name)
+                    stack.append(p)
+        return seen
+
+    conv2d = next((n for n in graph.node if n.op_type == "Conv" and len(n.input) > 1
+                   and n.input[1] in inits and len(inits[n.input[1]].dims) == 4), None)
+    frontend = ancestors(conv2d) if conv2d is not None else set()
+    reduce = next((n for n in graph.node if n.op_type == "ReduceSum" and n.name not in frontend), None)
+    head: set[str] = set()
+    if reduce is not None:
+        order = [n.name for n in graph.node]
+        head = set(order[order.index(reduce.name):])
+    softmax = {n.name for n in graph.node if n.op_type == "Softmax" and n.name not in head}
+    soft_inputs = {i for n in graph.node if n.name in softmax for i in n.input}
+    soft_outputs = {o for n in graph.node if n.name in softmax for o in n.output}
+    softmax |= {producers[i].name for i in soft_inputs if i in producers}
+    softmax |= {n.name for n in graph.node if n.op_type == "Mul" and soft_outputs & set(n.input)}
+    body = {n.name for n in graph.node} - frontend - softmax - head
+    return {"frontend": frontend, "softmax": softmax, "head": head, "body": body}
+
+
 def _quantise_direct(src: Path, dst: Path, cal: np.ndarray, q: dict[str, Any]) -> None:
     """onnxruntime.quantization with the library's settings, plus format / node exclusions it cannot express."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from edgeser.export.onnx import _Reader, node_groups
+    from edgeser.export.onnx import _Reader
 
     graph = onnx.load(str(src)).graph
-    groups = node_groups(graph)
+    groups = _structural_groups(graph)
     float_ops = q.get("float_ops", ["frontend"] if q.get("sof_int8") else ["frontend", "softmax"])
     keep = set().union(*(groups[k] for k in float_ops))
     if q.get("sof_int8"):

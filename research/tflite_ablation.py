@@ -57,24 +57,25 @@ def _row(cells: list[str]) -> str:
 
 
 def _ccc(q: Any, fl: np.ndarray, ev: np.ndarray) -> str:
-    from edgeser.export import tflite
+    from edgeser.export.tflite_files import run
     from edgeser.metrics import ccc
 
-    out = tflite._run(q.path, ev)
+    out = run(q.path, ev)
     return " / ".join(f"{c:.3f}" for c in ccc(out, fl)) if np.isfinite(out).all() else "NaN/Inf"
 
 
 def coral(model: Any, cal: np.ndarray, ev: np.ndarray, tmp: Path) -> None:
     from ai_edge_quantizer.utils import qsv_utils
 
-    from edgeser.export import tflite
+    from edgeser.export import tflite, tflite_quantise
+    from edgeser.export.tflite_files import run
     from edgeser.recipe import load_recipe
     from edgeser.runtime.engine import InputSpec
 
     print(_row(["coral body written", "calibration ranges", "int8 ops", "CCC(int8, float) A / D / V"]))
     print("|---|---|---|---|")
     recipe = load_recipe("coral", **{"quantise.require_int8": False})
-    default_export, edgeser_rule = tflite._exportable, tflite._extremes
+    default_export, edgeser_rule = tflite._exportable, tflite_quantise._extremes
     forms = {"divide-once pooling (edgeser)": default_export,
              "as trained": lambda m, f, pooling=None: default_export(m, f, "as-trained"),
              "last-axis SOFTMAX op": lambda m, f, pooling=None: _softmax_op_module(m)}
@@ -87,19 +88,20 @@ def coral(model: Any, cal: np.ndarray, ev: np.ndarray, tmp: Path) -> None:
             folder.mkdir()
             art = tflite.export(model, folder / "model.float.tflite", recipe=recipe,
                                 spec=InputSpec(window_samples=WINDOW_SAMPLES))
-            fl = tflite._run(art.path, ev)
+            fl = run(art.path, ev)
             for rule_name, rule in rules.items():
-                tflite._extremes = rule
+                tflite_quantise._extremes = rule
                 (q,) = tflite.quantise(art, folder, cal, recipe=recipe)
                 print(_row([form, rule_name, f"{q.details['int8_ops']}/{q.details['ops']}", _ccc(q, fl, ev)]),
                       flush=True)
     finally:
-        tflite._exportable, tflite._extremes = default_export, edgeser_rule
+        tflite._exportable, tflite_quantise._extremes = default_export, edgeser_rule
 
 
 def android(model: Any, cal: np.ndarray, ev: np.ndarray, tmp: Path) -> None:
     from edgeser.errors import ExportCheckError
     from edgeser.export import tflite
+    from edgeser.export.tflite_files import run
     from edgeser.recipe import load_recipe
     from edgeser.runtime.engine import InputSpec
 
@@ -109,7 +111,7 @@ def android(model: Any, cal: np.ndarray, ev: np.ndarray, tmp: Path) -> None:
     folder.mkdir()
     art = tflite.export(model, folder / "model.float.tflite", recipe=load_recipe("android"),
                         spec=InputSpec(window_samples=WINDOW_SAMPLES))
-    fl = tflite._run(art.path, ev)
+    fl = run(art.path, ev)
     for keep in ([], ["softmax"], ["frontend"], ["frontend", "softmax"], ["frontend", "softmax", "head"]):
         recipe = load_recipe("android", **{"quantise.float_ops": keep, "quantise.variants": ["int8"]})
         name = ", ".join(keep) or "nothing"
