@@ -302,7 +302,7 @@ public final class AdvSelfTest {
             for (Row r : rows) {
                 out.add(String.format(Locale.ROOT, "%-10s %14s %8s %15s %15s  %s", r.dimension, fixed(r.cccVsFloat, 5),
                     fixed(r.drop, 5), general(r.maxAbsVsFloat, 3), general(r.maxAbsVsBuild, 3),
-                    r.passed() ? "yes" : "NO: " + String.join("; ", r.reasons)));
+                    r.passed() ? "yes" : "NO: " + join("; ", r.reasons)));
             }
             out.add(passed() ? "self-test PASSED" : "self-test FAILED: this device's engine is over the drift budget "
                 + "on the build's own windows");
@@ -311,8 +311,17 @@ public final class AdvSelfTest {
 
         /** {@link #lines()} joined with newlines, for a log or an exception message. */
         public String table() {
-            return String.join("\n", lines());
+            return join("\n", lines());
         }
+    }
+
+    /** {@code parts} joined by {@code separator} (String.join needs Android API 26). */
+    private static String join(String separator, List<String> parts) {
+        StringBuilder out = new StringBuilder();
+        for (int i = 0; i < parts.size(); i++) {
+            out.append(i == 0 ? "" : separator).append(parts.get(i));
+        }
+        return out.toString();
     }
 
     /** {@code x} with {@code decimals} digits after the point, rounded as Python's {@code '.Nf'} does. */
