@@ -27,6 +27,7 @@ __all__ = [
     "ExportCheckError",
     "OutputError",
     "VerifyError",
+    "one_line",
 ]
 
 
@@ -37,8 +38,15 @@ class EdgeserError(Exception):
 
     def __init__(self, message: str, *, path: str | Path | None = None) -> None:
         self.path = None if path is None else Path(path)
-        self.message = f"{self.path}: {message}" if self.path is not None else message
+        text = f"{self.path}: {message}" if self.path is not None else message
+        self.message = one_line(text)
         super().__init__(self.message)
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that would not print on one line (newline, tab, other controls) escaped,
+    as Python writes it in a literal: an error stays one line whatever file name or key a user typed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class InputError(EdgeserError):
