@@ -212,6 +212,7 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     rec = load_recipe(recipe or target, **(overrides or {}))
+    _check_converter(rec)
     out = Path(out or f"edgeser-{rec.target}").resolve()
     _check_output(out, overwrite)
     for extra in (json_out, junit_out):
@@ -260,6 +261,29 @@ def build(*, target: str = "rpi", student: str | Path | None = None, teacher: st
         failing = ", ".join(f"{r.variant}/{r.dimension} ({'; '.join(r.reasons)})" for r in failures)
         raise DriftError(f"drift gate failed: {failing}; report: {result.report}", path=None)
     return result
+
+
+TFLITE_PACKAGES = {"litert_torch": "litert-torch", "ai_edge_quantizer": "ai-edge-quantizer",
+                   "ai_edge_litert": "ai-edge-litert"}
+"""What a TFLite recipe converts, quantises and measures with (module: package): the ``tflite`` extra."""
+
+
+def _check_converter(rec: Recipe) -> None:
+    """Before any work: a TFLite recipe needs the ``tflite`` extra (one line naming it, exit 2)."""
+    import importlib.util
+
+    if rec.export.format != "tflite":
+        return
+    missing = []
+    for module, package in TFLITE_PACKAGES.items():
+        try:
+            if importlib.util.find_spec(module) is None:
+                missing.append(package)
+        except ValueError:  # a module entry set to None: not importable
+            missing.append(package)
+    if missing:
+        raise InputError(f"target {rec.target} builds a TFLite model, which needs {', '.join(missing)}: "
+                         "pip install 'edgeser[tflite]'")
 
 
 def _check_output(out: Path, overwrite: bool) -> None:

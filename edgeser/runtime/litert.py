@@ -17,6 +17,9 @@ import json
 import logging
 import os
 import struct
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,9 @@ EDGETPU_ENV = "EDGESER_EDGETPU"
 """Set to 1 to ask for the Edge TPU delegate when the caller does not say (the coral runner sets it)."""
 ENGINE_ENV = "EDGESER_TFLITE_ENGINE"
 """Set to ``tflite_runtime`` to run on tflite-runtime when the caller does not say."""
+
+ENGINE_NOTICES = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+"""Lines the engine's C++ code prints on stderr when a model loads; they tell a user nothing and are dropped."""
 
 TFLITE_RUNTIME_WRONG = ("int8-dynamic",)
 """Variants tflite-runtime 2.14 runs without an error but with wrong output (it returned the bias alone)."""
@@ -123,6 +129,33 @@ def _interpreter_class(engine: str) -> Any:
     return Interpreter, load_delegate
 
 
+@contextmanager
+def _without_notices() -> Iterator[None]:
+    """Hold back what is written to stderr (file descriptor 2) in the block; then pass it on, less the
+    engine's :data:`ENGINE_NOTICES`. The engine writes from C++, past ``sys.stderr``."""
+    import tempfile
+
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to guard
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().splitlines(keepends=True)
+                    if line.rstrip(b"\r\n") not in ENGINE_NOTICES]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def _quant(detail: dict[str, Any]) -> tuple[float, int] | None:
     """(scale, zero_point) of an int8/uint8 tensor, None for a float one."""
     if np.dtype(detail["dtype"]) not in (np.dtype(np.int8), np.dtype(np.uint8)):
@@ -161,9 +194,10 @@ class LiteRTRunner:
         delegates = self._delegates(load_delegate) if edgetpu else []
         self.delegate = "edgetpu" if delegates else "cpu"
         try:
-            self.interpreter = interpreter_cls(model_path=str(path), num_threads=threads,
-                                               experimental_delegates=delegates or None)
-            self.interpreter.allocate_tensors()
+            with _without_notices():  # the engine announces its CPU delegate on stderr: no news to a user
+                self.interpreter = interpreter_cls(model_path=str(path), num_threads=threads,
+                                                   experimental_delegates=delegates or None)
+                self.interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as exc:
             raise ValueError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0][:200]})") from None
         self._input = self.interpreter.get_input_details()[0]
