@@ -442,3 +442,183 @@ def test_an_unusable_audio_name_in_labels_is_one_input_error(tmp_path: Path) -> 
                   f"{'x' * 300}.wav,0,0.5,0.5,0.5,0.5")
     with pytest.raises(InputError, match="rows.csv: line 2: audio file .* cannot be read"):
         read_labels(path)
+
+
+# --------------------------------------------------------------------------- devices, manifests, Parquet
+
+
+def test_cli_label_on_cuda_without_it_is_one_line_exit_2(tmp_path: Path, corpus: Path, teacher_onnx: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    base = ["label", str(corpus), "--teacher", str(teacher_onnx), "--out", str(tmp_path / "l.csv")]
+    for extra in (["--device", "cuda"], ["--device", "cuda:3"], ["--precision", "bf16"],
+                  ["--engine", "ray", "--gpus-per-worker", "1"]):
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+        assert "CUDA" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_cli_label_refuses_ray_options_without_the_ray_engine(tmp_path: Path, corpus: Path) -> None:
+    result = CliRunner().invoke(app, ["label", str(corpus), "--ray-address", "auto", "--out", str(tmp_path / "l.csv")])
+    assert result.exit_code == 2 and "need --engine ray" in result.stderr
+    neither = CliRunner().invoke(app, ["label", "--out", str(tmp_path / "l.csv")])
+    assert neither.exit_code == 2 and "nothing to label" in neither.stderr
+    both = CliRunner().invoke(app, ["label", str(corpus), "--manifest", str(corpus)])
+    assert both.exit_code == 2 and "not both" in both.stderr
+
+
+class PaddingAware(Counting):
+    """A teacher that is told the valid length of padded windows, and returns it as its arousal."""
+
+    padding_aware = True
+
+    def __call__(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        out = super().__call__(batch)
+        out[:, 0] = batch.shape[1] if lengths is None else lengths
+        return out
+
+
+def test_a_padding_aware_teacher_is_told_the_length_of_a_short_file(tmp_path: Path, teacher_onnx: Path) -> None:
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(3000, 0.1, np.float32), 16_000)
+    long = tmp_path / "long.wav"
+    sf.write(long, np.full(16_000, 0.1, np.float32), 16_000)
+    teacher = PaddingAware(load_teacher(teacher_onnx))
+    label([AudioItem(long), AudioItem(short)], teacher, tmp_path / "l.csv", config=HALF_SECOND)
+    assert [float(r["arousal"]) for r in _rows(tmp_path / "l.csv")] == [8000, 8000, 3000]
+
+
+def _manifest_csv(path: Path, corpus: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("speaker,file\n" + "".join(f"{s},{corpus.parent / f}\n" for f, s in rows), encoding="utf-8")
+    return path
+
+
+def test_a_manifest_gives_the_labels_of_the_same_list(tmp_path: Path, corpus: Path, teacher_onnx: Path) -> None:
+    from edgeser.label import Manifest
+
+    items = list_audio(corpus)[:10]
+    rows = [(it.path.name, it.speaker or "") for it in items]
+    manifest = Manifest.open(_manifest_csv(tmp_path / "m.csv", corpus, rows))
+    listed = label(items, str(teacher_onnx), tmp_path / "list.csv", config=HALF_SECOND)
+    streamed = label(manifest, str(teacher_onnx), tmp_path / "manifest.csv", config=HALF_SECOND,
+                     cache=tmp_path / "other.sqlite")
+    assert (tmp_path / "list.csv").read_bytes() == (tmp_path / "manifest.csv").read_bytes()
+    assert streamed.files == listed.files == 10 and streamed.teacher_windows == listed.teacher_windows == 20
+
+
+def test_a_manifest_is_read_in_chunks_and_each_content_labelled_once(
+    tmp_path: Path, corpus: Path, teacher_onnx: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgeser.label import Manifest, manifest
+
+    monkeypatch.setattr(manifest, "CHUNK_ROWS", 7)
+    names = [it.path.name for it in list_audio(corpus)[:3]]
+    rows = [(names[i % 3], f"s{i % 2}") for i in range(50)]  # 50 rows, 3 files
+    teacher = Counting(load_teacher(teacher_onnx))
+    result = label(Manifest.open(_manifest_csv(tmp_path / "m.csv", corpus, rows)), teacher, tmp_path / "l.csv",
+                   config=HALF_SECOND)
+    assert teacher.windows == 6 and result.teacher_windows == 6  # each of the 3 files once
+    out = _rows(tmp_path / "l.csv")
+    assert result.files == 50 and len(out) == 100
+    assert [(Path(r["file"]).name, r["speaker"]) for r in out[::2]] == rows
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_parquet_and_csv_outputs_hold_the_same_labels(
+    tmp_path: Path, items: list[AudioItem], teacher: Counting, suffix: str
+) -> None:
+    label(items, teacher, tmp_path / "a.csv", config=HALF_SECOND)
+    label(items, teacher, tmp_path / f"b{suffix}", config=HALF_SECOND, cache=tmp_path / "a.csv.cache.sqlite")
+    a, b = read_labels(tmp_path / "a.csv"), read_labels(tmp_path / f"b{suffix}")
+    assert a.files == b.files and a.speakers == b.speakers and a.sha256 == b.sha256 and a.teacher == b.teacher
+    np.testing.assert_array_equal(a.targets, b.targets)
+    np.testing.assert_array_equal(a.start_s, b.start_s)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        assert tuple(pq.read_schema(tmp_path / "b.parquet").names) == COLUMNS
+
+
+def test_a_parquet_manifest(tmp_path: Path, corpus: Path, teacher_onnx: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from edgeser.label import Manifest
+
+    items = list_audio(corpus)[:6]
+    pq.write_table(pa.table({"file": [it.path.name for it in items], "speaker": [it.speaker for it in items]}),
+                   corpus.parent / "m.parquet")
+    try:
+        label(Manifest.open(corpus.parent / "m.parquet"), str(teacher_onnx), tmp_path / "p.csv", config=HALF_SECOND)
+    finally:
+        (corpus.parent / "m.parquet").unlink()
+    label(items, str(teacher_onnx), tmp_path / "l.csv", config=HALF_SECOND, cache=tmp_path / "x.sqlite")
+    assert (tmp_path / "p.csv").read_bytes() == (tmp_path / "l.csv").read_bytes()
+
+
+def test_manifest_errors_are_one_line(tmp_path: Path, corpus: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from edgeser.label import Manifest
+
+    cases = {
+        "a.txt": ("x\n", "must be a .csv or .parquet"),
+        "b.csv": ("name\nx.wav\n", r"needs a 'file' column \(has: name\)"),
+        "c.csv": ("file\n", "manifest has no rows"),
+        "d.csv": ("file,speaker\n,s\n", "line 2: the file column is empty"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=message) as err:
+            list(Manifest.open(tmp_path / name).chunks())
+        assert str(tmp_path / name) in str(err.value)
+    (tmp_path / "e.csv").write_bytes(b"file\n\xff.wav\n")
+    with pytest.raises(InputError, match="save it as UTF-8"):
+        Manifest.open(tmp_path / "e.csv")
+    pq.write_table(pa.table({"file": [1, 2]}), tmp_path / "f.parquet")
+    with pytest.raises(InputError, match="'file' must hold text"):
+        Manifest.open(tmp_path / "f.parquet")
+    (tmp_path / "g.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InputError, match="unreadable Parquet manifest"):
+        Manifest.open(tmp_path / "g.parquet")
+    with pytest.raises(InputError, match="manifest not found"):
+        Manifest.open(tmp_path / "none.csv")
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path: Path, items: list[AudioItem], teacher: Counting,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(InputError, match=r"pip install 'edgeser\[ray\]'") as err:
+        label(items, teacher, tmp_path / "l.parquet", config=HALF_SECOND)
+    assert str(tmp_path / "l.parquet") in str(err.value) and teacher.calls == 0
+    (tmp_path / "x.parquet").write_bytes(b"PAR1")
+    with pytest.raises(InputError, match=r"pip install 'edgeser\[ray\]'"):
+        read_labels(tmp_path / "x.parquet")
+
+
+def test_parquet_labels_are_checked_like_csv(tmp_path: Path, items: list[AudioItem], teacher: Counting) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    label(items[:2], teacher, tmp_path / "l.parquet", config=HALF_SECOND)
+    table = pq.read_table(tmp_path / "l.parquet")
+    cases = [
+        (table.drop_columns(["valence"]), r"lacks column\(s\) valence"),
+        (table.set_column(5, "arousal", pa.array([None, 1.0, 1.0, 1.0], pa.float64())), "row 1: arousal is empty"),
+        (table.set_column(3, "start_s", pa.array([0.0, -1.0, 0.0, 0.5])), "row 2: start_s must be 0 or more"),
+        (table.set_column(3, "start_s", pa.array([0.0, 0.5, 0.0, 5.0])), "row 4: start_s 5 is past the end"),
+        (table.set_column(5, "arousal", pa.array(["a"] * 4)), "arousal must hold numbers"),
+        (table.slice(0, 0), "has no rows"),
+    ]
+    for i, (bad, message) in enumerate(cases):
+        path = tmp_path / f"bad{i}.parquet"
+        pq.write_table(bad, path)
+        with pytest.raises(InputError, match=message):
+            read_labels(path)

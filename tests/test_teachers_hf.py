@@ -447,3 +447,83 @@ def test_ensemble_weights_and_identity():
 def test_ensemble_rejects_bad_input(teachers, weights, message):
     with pytest.raises(InputError, match=message):
         Ensemble(teachers, weights=weights)
+
+
+# --------------------------------------------------------------------------- tests: devices and padding
+
+
+def _padded(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(c) for c in clips)
+    batch = np.zeros((len(clips), width), np.float32)
+    for i, c in enumerate(clips):
+        batch[i, : len(c)] = c
+    return batch, np.array([len(c) for c in clips])
+
+
+@pytest.mark.parametrize("fixture", ["audeering", "odyssey"])
+def test_a_padded_clip_gets_the_label_it_gets_alone(request, fixture):
+    teacher = load_teacher(request.getfixturevalue(fixture)[0])
+    assert teacher.padding_aware
+    full = _clips(n=2, samples=8000, seed=7)
+    clips = [full[0], full[1][:3100], full[1][:5000]]  # 0.19 s and 0.31 s of a 0.5 s batch
+    batch, lengths = _padded(clips)
+    alone = np.concatenate([teacher(c[None]) for c in clips])
+    np.testing.assert_allclose(teacher(batch, lengths), alone, rtol=1e-4, atol=1e-5)
+    unmasked = teacher(batch)  # the zeros count as audio without the lengths
+    assert np.abs(unmasked[1:] - alone[1:]).max() > 1e-3
+    np.testing.assert_allclose(unmasked[0], alone[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(teacher(batch, np.full(3, batch.shape[1])), unmasked)  # nothing padded
+
+
+def test_a_group_normalised_encoder_is_not_padding_aware(tmp_path):
+    torch.manual_seed(0)
+    config = _tiny_w2v2_config()
+    config.feat_extract_norm, config.do_stable_layer_norm = "group", False
+    model = EmotionModel(config).eval()
+    folder = _save(tmp_path / "group", config.to_dict(), model.state_dict())
+    teacher = load_teacher(folder)
+    batch, lengths = _padded([_clips(n=1, samples=4000)[0], _clips(n=1, samples=2000, seed=2)[0]])
+    assert not teacher.padding_aware
+    np.testing.assert_array_equal(teacher(batch, lengths), teacher(batch))  # the padding is part of the clip
+
+
+def test_a_clip_shorter_than_the_encoder_window_counts_as_that_long(audeering):
+    teacher = load_teacher(audeering[0])
+    batch = _clips(n=2, samples=4000, seed=9)
+    batch[1, 10:] = 0
+    at_window = np.array([4000, teacher.min_samples])
+    np.testing.assert_allclose(teacher(batch, np.array([4000, 10])), teacher(batch, at_window), rtol=1e-6)
+    with pytest.raises(ValueError, match="one positive count per clip"):
+        teacher(batch, np.array([4000]))
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_on_a_machine_without_it_is_one_input_error(audeering, device):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(InputError, match="no CUDA device is available here") as err:
+        load_teacher(audeering[0], device=device)
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="needs a CUDA device"):
+        load_teacher(audeering[0], device="auto", precision="bf16")
+
+
+def test_the_identity_names_a_reduced_precision_but_not_the_device(audeering):
+    from edgeser.devices import Placement
+    from edgeser.teachers import precision_identity
+
+    cpu = load_teacher(audeering[0], device="cpu")
+    assert load_teacher(audeering[0], device="auto").identity == cpu.identity
+    assert precision_identity(cpu.identity, "fp32") == cpu.identity
+    assert precision_identity(cpu.identity, "bf16") == cpu.identity + "-bf16"
+    # A placement that says bf16 (as a CUDA machine resolves it) marks the labels; on the CPU autocast is off.
+    marked = load_teacher(audeering[0], placement=Placement("cpu", "bf16"))
+    assert marked.identity == cpu.identity + "-bf16"
+    np.testing.assert_allclose(marked(_clips()), cpu(_clips()), rtol=1e-6)
+
+
+def test_an_onnx_teacher_refuses_a_reduced_precision(tmp_path):
+    from edgeser.devices import Placement
+
+    with pytest.raises(InputError, match="precision of its model"):
+        load_teacher("default", placement=Placement("cpu", "fp16"))

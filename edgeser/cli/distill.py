@@ -30,13 +30,18 @@ def _items(sources: list[Path]) -> list[Any]:
 @handle_errors
 def label(
     audio: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(
             help="Audio files, folders, or list files (.csv with file[,speaker], "
-            "or .txt with one path per line)."
+            "or .txt with one path per line). Or give --manifest."
         ),
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Labels CSV to write.")] = Path("labels.csv"),
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="A manifest of any size instead of AUDIO: .csv or .parquet with file[,speaker] "
+                                  "(read in chunks; Parquet needs pip install 'edgeser[ray]').")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Labels file to write: .csv, or .parquet.")] = Path(
+        "labels.csv"),
     teacher: Annotated[
         str,
         typer.Option(
@@ -65,19 +70,34 @@ def label(
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out (files in the cache "
                                             "are not labelled again).")] = False,
+    device: Annotated[str, typer.Option(help="Where the teacher runs: auto (CUDA when there is one), cpu, cuda or "
+                                        "cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast on CUDA (transformers teachers).")
+                         ] = "fp32",
+    engine: Annotated[str, typer.Option(help="'local' (this machine's --workers) or 'ray' (a Ray Data pipeline "
+                                        "with --workers teacher actors; pip install 'edgeser[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="With --engine ray: the cluster to join and leave running "
+                                                    "(auto, ray://host:port); default: start a local Ray instance "
+                                                    "and stop it at the end.")] = None,
+    gpus_per_worker: Annotated[float, typer.Option(min=0.0, help="With --engine ray: GPUs each teacher actor "
+                                                   "reserves (fractions share one).")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Label audio windows with a teacher. Finished files are cached, so an interrupted run resumes."""
     from ..fileio import check_output
-    from ..label import LabelConfig, default_cache_path
+    from ..label import LabelConfig, Manifest, default_cache_path
     from ..label import label as run_label
     from ..progress import reporting
 
     config = LabelConfig(window_seconds=window_seconds, hop_seconds=hop_seconds, batch_size=batch_size,
-                         workers=workers, threads=threads, parallel=parallel, skip_errors=skip_errors)
+                         workers=workers, threads=threads, parallel=parallel, skip_errors=skip_errors, device=device,
+                         precision=precision, engine=engine, ray_address=ray_address, gpus_per_worker=gpus_per_worker)
     config.validate()
-    items = _items(audio)
-    inputs = [*audio, *(item.path for item in items)]
+    if bool(audio) == (manifest is not None):
+        raise InputError("give the audio as AUDIO arguments or as --manifest, not both" if audio
+                         else "nothing to label: give AUDIO (files, folders, list files) or --manifest")
+    items: Any = Manifest.open(manifest) if manifest is not None else _items(audio or [])
+    inputs = [manifest] if manifest is not None else [*(audio or []), *(item.path for item in items)]
     check_output(out, inputs=inputs, overwrite=overwrite)
     check_output(cache or default_cache_path(out), inputs=inputs, overwrite=True)  # an existing cache resumes
     with reporting(not quiet, err_console) as bars:

@@ -36,6 +36,8 @@ class WindowBatch:
     """Hop between a file's windows, in samples."""
     errors: tuple[tuple[str, str], ...] = ()
     """(path, reason) of files that could not be read (only with ``skip_errors``)."""
+    lengths: np.ndarray | None = None
+    """(N,) valid samples of each window (a file shorter than one window is zero-padded); None: all whole."""
 
 
 def read_batch(paths: Iterable[str], window: int, hop: int, *, skip_errors: bool = False) -> WindowBatch:
@@ -44,22 +46,28 @@ def read_batch(paths: Iterable[str], window: int, hop: int, *, skip_errors: bool
     Raises:
         InputError: a file is missing or breaks a rule of the audio reader (unless ``skip_errors``).
     """
-    read: list[tuple[str, np.ndarray]] = []
+    read: list[tuple[str, np.ndarray, int]] = []
     errors: list[tuple[str, str]] = []
     for p in paths:
         try:
-            read.append((p, windows(load(p), window, hop)))
+            audio = load(p)
+            read.append((p, windows(audio, window, hop), min(len(audio), window)))
         except InputError as exc:
             if not skip_errors:
                 raise
             errors.append((p, exc.message))
-    stacked = (np.concatenate([w for _, w in read]).astype(np.float32, copy=False) if read
+    stacked = (np.concatenate([w for _, w, _ in read]).astype(np.float32, copy=False) if read
                else np.zeros((0, window), np.float32))
-    return WindowBatch(tuple(p for p, _ in read), tuple(len(w) for _, w in read), stacked, hop, tuple(errors))
+    lengths = np.concatenate([np.full(len(w), n) for _, w, n in read]) if read else np.zeros(0, np.int64)
+    return WindowBatch(tuple(p for p, _, _ in read), tuple(len(w) for _, w, _ in read), stacked, hop, tuple(errors),
+                       None if (lengths == window).all() else lengths)
 
 
 def label_batch(teacher: Any, batch: WindowBatch, *, batch_size: int) -> list[FileLabels]:
     """Run the teacher on a batch's windows, ``batch_size`` at a time; one entry per file (skipped ones first).
+
+    A padding-aware teacher (``teacher.padding_aware``) is told the valid length of each window, so a file
+    shorter than one window is labelled as it is, not with the zeros it was padded with.
 
     Raises:
         ValueError: the teacher rejected a batch, or returned another shape or non-finite values.
@@ -68,9 +76,12 @@ def label_batch(teacher: Any, batch: WindowBatch, *, batch_size: int) -> list[Fi
     x = batch.windows
     if not len(x):
         return results
-    out = np.concatenate(
-        [np.asarray(teacher(np.ascontiguousarray(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)]
-    )
+    aware = batch.lengths is not None and getattr(teacher, "padding_aware", False)
+    out = np.concatenate([
+        np.asarray(teacher(np.ascontiguousarray(x[i : i + batch_size]), batch.lengths[i : i + batch_size])
+                   if aware else teacher(np.ascontiguousarray(x[i : i + batch_size])))  # type: ignore[index]
+        for i in range(0, len(x), batch_size)
+    ])
     if out.shape != (len(x), 3) or not np.isfinite(out).all():
         raise ValueError(f"teacher returned shape {out.shape} or non-finite values for {len(x)} windows")
     at = 0

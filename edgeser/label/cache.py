@@ -3,6 +3,10 @@
 Keyed by the audio's sha256, the teacher's identity and the window and hop lengths, so a file under
 another name is found too. Each finished file is committed at once: an interrupted run loses at most the
 files in flight.
+
+A run also keeps its queue here, in a temporary table of the connection (on disk, gone when it closes):
+the files still to label, once per content, in the order they were listed. A manifest of millions of
+files thus costs the run no memory per file.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import InputError, OutputError
@@ -39,6 +44,43 @@ class Cache:
         self.path, self.stored = path, 0
         self.created = not path.exists()
         self.db = open_sqlite(path, schema=self.SCHEMA, what="label cache")
+        self.queued = 0
+        """Files in this run's queue."""
+
+    def has(self, sha: str, teacher: str, window: int, hop: int) -> bool:
+        """True when the file's rows are stored (without reading them)."""
+        try:
+            return self.db.execute("SELECT 1 FROM labels WHERE sha256=? AND teacher=? AND window=? AND hop=?",
+                                   (sha, teacher, window, hop)).fetchone() is not None
+        except sqlite3.Error as exc:
+            raise InputError(f"unreadable label cache ({exc})", path=self.path) from None
+
+    def queue(self, sha: str, path: str) -> bool:
+        """Add a file to this run's queue; False when a file with the same content is queued already.
+
+        Raises:
+            OutputError: the temporary table cannot be written.
+        """
+        try:
+            if not self.queued:
+                self.db.execute("PRAGMA temp_store = FILE")
+                self.db.execute("CREATE TEMP TABLE IF NOT EXISTS queue (sha256 TEXT PRIMARY KEY, path TEXT)")
+            added = self.db.execute("INSERT OR IGNORE INTO temp.queue VALUES (?, ?)", (sha, path)).rowcount == 1
+        except sqlite3.Error as exc:
+            raise OutputError(f"cannot write the run's queue beside the label cache ({exc})", path=self.path) from None
+        self.queued += added
+        return added
+
+    def queue_chunks(self, size: int) -> Iterator[list[tuple[str, str]]]:
+        """The queue as lists of at most ``size`` (path, sha256), in the order the files were queued."""
+        last = 0
+        while self.queued:
+            rows = self.db.execute("SELECT rowid, path, sha256 FROM temp.queue WHERE rowid > ? ORDER BY rowid "
+                                   "LIMIT ?", (last, size)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [(path, sha) for _, path, sha in rows]
 
     def get(self, sha: str, teacher: str, window: int, hop: int) -> list[list[float]] | None:
         """The stored rows of a file, or None when it is not cached.

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..audio import SAMPLING_RATE
 from ..errors import InputError
 
-__all__ = ["LabelConfig", "LabelResult", "PARALLEL"]
+__all__ = ["LabelConfig", "LabelResult", "PARALLEL", "ENGINES"]
 
 PARALLEL = ("process", "thread")
 """Kinds of local workers."""
+ENGINES = ("local", "ray")
+"""Where the work runs: this machine's workers, or a Ray cluster (``pip install 'edgeser[ray]'``)."""
+MAX_GPUS_PER_WORKER = 64.0
+"""Most GPUs one teacher actor may reserve."""
+_DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
 
 
 @dataclass
@@ -34,6 +40,17 @@ class LabelConfig:
     """Intra-op threads of each worker's engine."""
     skip_errors: bool = False
     """Skip unreadable audio (listed in the result) instead of stopping with an error."""
+    device: str = "auto"
+    """Where the teacher runs: ``auto`` (CUDA when there is one), ``cpu``, ``cuda`` or ``cuda:N``."""
+    precision: str = "fp32"
+    """``fp32``, or ``bf16``/``fp16`` autocast on CUDA (transformers teachers; part of the cache key)."""
+    engine: str = "local"
+    """``local`` (this machine's workers) or ``ray`` (a Ray Data pipeline; ``workers`` is its actor pool)."""
+    ray_address: str | None = None
+    """With ``engine="ray"``: the cluster to join (``auto``, ``ray://host:port``, ``host:port``) and leave
+    running; None starts a local Ray instance sized to this machine and stops it at the end."""
+    gpus_per_worker: float = 0.0
+    """With ``engine="ray"``: GPUs each teacher actor reserves (0: none; fractions share a GPU)."""
 
     @property
     def window_samples(self) -> int:
@@ -46,12 +63,39 @@ class LabelConfig:
         return int(round((self.hop_seconds or self.window_seconds) * SAMPLING_RATE))
 
     def validate(self) -> None:
-        """Raises InputError for a number outside its range (:data:`edgeser.limits.LABEL`) or another --parallel."""
+        """Check every setting (numbers against :data:`edgeser.limits.LABEL`).
+
+        The device is resolved here when the teacher runs on this machine (the local engine, or a Ray instance
+        started here), so a CUDA request on a machine without CUDA fails before any work; on a cluster that
+        is joined, the teacher actors resolve it where they run.
+
+        Raises:
+            InputError: a number out of range, an unknown --parallel, --engine, --device or --precision, a
+                device this machine lacks, or Ray options without ``--engine ray``.
+        """
+        from ..devices import DEVICE_CHOICES, PRECISIONS, resolve
         from ..limits import LABEL, check
 
         check(self, LABEL)
         if self.parallel not in PARALLEL:
             raise InputError(f"--parallel must be one of {', '.join(PARALLEL)}, got {self.parallel!r}")
+        if self.engine not in ENGINES:
+            raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine != "ray" and (self.ray_address is not None or self.gpus_per_worker):
+            raise InputError("--ray-address and --gpus-per-worker need --engine ray")
+        if not 0 <= self.gpus_per_worker <= MAX_GPUS_PER_WORKER:
+            raise InputError(f"--gpus-per-worker must be in [0, {MAX_GPUS_PER_WORKER:g}], "
+                             f"got {self.gpus_per_worker:g}")
+        if self.engine == "ray" and self.ray_address is not None:  # the actors resolve it on their nodes
+            if not _DEVICE.fullmatch(self.device.strip().lower()):
+                raise InputError(f"--device must be {DEVICE_CHOICES}, got {self.device!r}")
+            if self.precision not in PRECISIONS:
+                raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            return
+        placement = resolve(self.device, self.precision)
+        if self.gpus_per_worker and not placement.is_cuda:
+            raise InputError(f"--gpus-per-worker {self.gpus_per_worker:g}: no CUDA device is available here "
+                             "for a local Ray instance (torch sees none); join a cluster with --ray-address")
 
 
 @dataclass

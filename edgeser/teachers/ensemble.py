@@ -42,6 +42,8 @@ class Ensemble:
         self.teachers = members
         self.sample_rate = rates[0]
         self.name = "+".join(t.name for t in members)
+        self.padding_aware = any(getattr(t, "padding_aware", False) for t in members)
+        """True when a member takes the valid lengths of padded clips (they are passed to those members)."""
         weighting = ",".join(f"{w:.6g}" for w in self.weights)
         digest = sha256_bytes("+".join(t.identity for t in members) + "|" + weighting)
         self.identity = f"ensemble-{digest[:16]}"
@@ -58,10 +60,15 @@ class Ensemble:
         total = sum(values)
         return [w / total for w in values]
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (N, T) -> float32 (N, 3): the weighted mean of the members' outputs."""
+    def __call__(self, batch: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """float32 (N, T) -> float32 (N, 3): the weighted mean of the members' outputs.
+
+        ``lengths`` (valid samples of padded clips) goes to the members that are padding-aware.
+        """
         n = len(batch)
         total = np.zeros((n, len(DIMENSIONS)), dtype=np.float64)
         for teacher, weight in zip(self.teachers, self.weights, strict=True):
-            total += weight * check_output(teacher(batch), n, teacher.name)
+            aware = lengths is not None and getattr(teacher, "padding_aware", False)
+            out = teacher(batch, lengths) if aware else teacher(batch)  # type: ignore[call-arg]
+            total += weight * check_output(out, n, teacher.name)
         return check_output(total.astype(np.float32), n, self.name)

@@ -8,11 +8,16 @@ Accepted layouts:
 The output is picked by name (``--teacher-output``, default: ``logits`` if present, else the only
 output). Its last axis must have three values; if the yaml lists labels, they are reordered to
 arousal, dominance, valence.
+
+The session runs on the execution providers of its placement (:func:`edgeser.devices.onnx_providers`):
+the CPU, or CUDA when asked and this onnxruntime has it. The model runs at its own precision.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,14 +47,15 @@ class OnnxTeacher:
 
     sample_rate = SAMPLING_RATE
 
-    def __init__(self, path: str | Path, *, output: str | None = None, threads: int = 1) -> None:
+    def __init__(self, path: str | Path, *, output: str | None = None, threads: int = 1,
+                 providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None) -> None:
         path = Path(path)
         model = path / "model.onnx" if path.is_dir() else path
         if not model.is_file():
             raise InputError("teacher not found" if not path.exists() else "teacher folder has no model.onnx",
                              path=path)
         try:
-            self.session = ort_runtime.session(model, threads=threads)
+            self.session = ort_runtime.session(model, threads=threads, providers=providers)
         except ValueError as exc:  # one line that already names the file
             raise InputError(str(exc)) from None
         outs = [o.name for o in self.session.get_outputs()]
@@ -85,13 +91,15 @@ class OnnxTeacher:
         return check_output(out, len(batch), str(self.path))
 
 
-def load(path: str | Path, *, output: str | None = None, threads: int = 1) -> OnnxTeacher:
+def load(path: str | Path, *, output: str | None = None, threads: int = 1,
+         providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None) -> OnnxTeacher:
     """Load an ONNX teacher (a ``.onnx`` file or a folder with ``model.onnx``) on ``threads`` intra-op threads.
 
-    The session is opened by :func:`edgeser.runtime.onnx.session`, as the device runner's is.
+    The session is opened by :func:`edgeser.runtime.onnx.session`, as the device runner's is, on
+    ``providers`` (default: the CPU).
 
     Raises:
         InputError: the file is missing or not a loadable model, the output is not found, or the labels
             in ``model.yaml`` are not arousal, dominance, valence.
     """
-    return OnnxTeacher(path, output=output, threads=threads)
+    return OnnxTeacher(path, output=output, threads=threads, providers=providers)

@@ -4,6 +4,11 @@ audEERING's ``wav2vec2-large-robust-12-ft-emotion-msp-dim``: ``wav2vec2.*`` (a `
 described by ``config.json``), hidden states averaged over time, then ``classifier.dense`` -> tanh
 -> ``classifier.out_proj``. Each clip is first normalised to zero mean and unit variance, as the
 model's ``Wav2Vec2FeatureExtractor`` (``do_normalize``) does.
+
+Padded clips (a batch with an attention mask): the statistics are those of the valid samples, the padding
+is zero, the backbone gets the mask and the mean runs over the valid frames only, so a padded clip gets
+the label it gets alone. Only a layer-normalised feature encoder (``feat_extract_norm == "layer"``, as
+audEERING's model has) takes a mask; with group normalisation the padding is part of the clip.
 """
 
 from __future__ import annotations
@@ -44,12 +49,18 @@ class MeanRegression(nn.Module):
         super().__init__()
         self.outputs = outputs
         self.min_samples = min_samples(backbone.config)
+        self.padding_aware = backbone.config.feat_extract_norm == "layer"
         self.wav2vec2 = backbone
         self.classifier = _RegressionHead(hidden, outputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T)
-        h = self.wav2vec2(x).last_hidden_state  # (N, F, H)
-        return self.classifier(h.mean(dim=1))  # (N, 3)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # (N, T), (N, T)
+        if mask is None:
+            h = self.wav2vec2(x).last_hidden_state  # (N, F, H)
+            return self.classifier(h.mean(dim=1))  # (N, 3)
+        h = self.wav2vec2(x, attention_mask=mask).last_hidden_state  # (N, F, H)
+        frames = self.wav2vec2._get_feature_vector_attention_mask(h.shape[1], mask)  # (N, F)
+        weights = frames.to(h.dtype)[:, :, None]  # (N, F, 1)
+        return self.classifier((h * weights).sum(dim=1) / weights.sum(dim=1))  # (N, 3)
 
 
 def matches(keys: set[str]) -> bool:
@@ -72,10 +83,20 @@ def build(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) ->
     return MeanRegression(backbone, cfg.hidden_size, state["classifier.out_proj.weight"].shape[0])
 
 
-def normaliser(config: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
-    """Zero mean and unit variance per clip, as the model's feature extractor does."""
+def normaliser(config: dict[str, Any]) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    """Zero mean and unit variance per clip, as the model's feature extractor does.
 
-    def per_clip(x: np.ndarray) -> np.ndarray:  # (N, T)
-        return (x - x.mean(axis=1, keepdims=True)) / np.sqrt(x.var(axis=1, keepdims=True) + NORM_EPS)
+    With ``lengths`` (valid samples per clip), over each clip's valid samples, and its padding set to zero
+    (the extractor's ``padding_value``).
+    """
+
+    def per_clip(x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:  # (N, T), (N,)
+        if lengths is None:
+            return (x - x.mean(axis=1, keepdims=True)) / np.sqrt(x.var(axis=1, keepdims=True) + NORM_EPS)
+        out = np.zeros_like(x)
+        for i, n in enumerate(lengths):
+            clip = x[i, :n]
+            out[i, :n] = (clip - clip.mean()) / np.sqrt(clip.var() + NORM_EPS)
+        return out
 
     return per_clip

@@ -4,11 +4,16 @@ The Odyssey 2024 challenge baseline ``3loi/SER-Odyssey-Baseline-WavLM-Multi-Attr
 ``ssl_model.*`` (a WavLM-Large ``WavLMModel``), ``pool_model.*`` (attentive statistics pooling),
 ``ser_model.*`` (Linear -> LayerNorm -> ReLU blocks, then a Linear). The waveform is normalised
 with the corpus statistics ``config.json`` carries: ``(x - mean) / (std + 1e-6)``.
+
+Padded clips (a batch with an attention mask, as the baseline passes): the padding is zero, the backbone
+gets the mask, and the pooling runs over each clip's own frames, so a padded clip gets the label it gets
+alone.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,10 +64,15 @@ class _AttentiveStatsPool(nn.Module):
         self.sap_linear = nn.Linear(hidden, hidden)
         self.attention = nn.Parameter(torch.zeros(hidden, 1))
 
-    def forward(self, h: torch.Tensor, samples: int) -> torch.Tensor:  # (N, F, H)
-        # The baseline derives the frame count from the waveform length; every clip here is whole.
+    def forward(self, h: torch.Tensor, samples: int, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Pool (N, F, H) hidden states; ``frames`` (N,) counts each clip's valid frames (None: all whole)."""
+        # The baseline derives the frame count from the waveform length.
         h = h[:, : (samples - 1) // FRAME_SHIFT + 1]
-        w = torch.softmax(torch.tanh(self.sap_linear(h)) @ self.attention, dim=1)  # (N, F, 1)
+        scores = torch.tanh(self.sap_linear(h)) @ self.attention  # (N, F, 1)
+        if frames is not None:
+            valid = torch.arange(h.shape[1], device=h.device)[None, :] < frames[:, None]  # (N, F)
+            scores = scores.masked_fill(~valid[:, :, None], float("-inf"))
+        w = torch.softmax(scores, dim=1)  # (N, F, 1)
         mu = (h * w).sum(dim=1)  # (N, H)
         sd = torch.sqrt(((h * h) * w).sum(dim=1).sub(mu * mu).clamp(min=1e-5))  # (N, H)
         return torch.cat((mu, sd), dim=1)  # (N, 2H)
@@ -93,15 +103,24 @@ class OdysseySER(nn.Module):
         super().__init__()
         self.outputs = outputs
         self.min_samples = min_samples(backbone.config)
+        self.padding_aware = backbone.config.feat_extract_norm == "layer"
         self.ssl_model = backbone
         self.pool_model = _AttentiveStatsPool(hidden)
         self.ser_model = _EmotionRegression(2 * hidden, head, blocks, outputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, T)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # (N, T), (N, T)
         # The baseline passes an all-ones attention mask for whole clips; no mask is the same computation
         # and avoids torch's warning about mixing a boolean padding mask with the float position bias.
-        h = self.ssl_model(x).last_hidden_state  # (N, F, H)
-        return self.ser_model(self.pool_model(h, x.shape[1]))  # (N, 3)
+        if mask is None:
+            h = self.ssl_model(x).last_hidden_state  # (N, F, H)
+            return self.ser_model(self.pool_model(h, x.shape[1]))  # (N, 3)
+        with warnings.catch_warnings():  # that warning, for a padded batch: the mask is what the baseline passes
+            warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
+            h = self.ssl_model(x, attention_mask=mask).last_hidden_state  # (N, F, H)
+        lengths = mask.sum(dim=1)  # (N,)
+        ours = self.ssl_model._get_feat_extract_output_lengths(lengths)  # frames a clip alone has
+        frames = torch.minimum(ours, torch.div(lengths - 1, FRAME_SHIFT, rounding_mode="floor") + 1)
+        return self.ser_model(self.pool_model(h, x.shape[1], frames))  # (N, 3)
 
 
 def matches(keys: set[str]) -> bool:
@@ -169,7 +188,15 @@ def build(config: dict[str, Any], state: dict[str, torch.Tensor], path: Path) ->
     return OdysseySER(backbone, wavlm["hidden_size"], head.shape[1], blocks, head.shape[0])
 
 
-def normaliser(config: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
-    """``(x - mean) / (std + 1e-6)`` with the corpus statistics from ``config.json`` (checked by :func:`build`)."""
+def normaliser(config: dict[str, Any]) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    """``(x - mean) / (std + 1e-6)`` with the corpus statistics from ``config.json`` (checked by :func:`build`);
+    with ``lengths`` (valid samples per clip), the padding is set to zero."""
     mean, std = float(config["mean"]), float(config["std"])
-    return lambda x: (x - np.float32(mean)) / np.float32(std + NORM_EPS)
+
+    def scale(x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:  # (N, T), (N,)
+        out = (x - np.float32(mean)) / np.float32(std + NORM_EPS)
+        if lengths is not None:
+            out[np.arange(x.shape[1])[None, :] >= np.asarray(lengths)[:, None]] = 0
+        return out
+
+    return scale
