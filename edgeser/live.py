@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import InputError, OutputError
+from .runtime.bands import load_bands
 from .runtime.listen import MAX_DURATION_S, CsvLog, Source, Summary, listen, sigterm_as_interrupt
 from .runtime.spec import DIMENSIONS, Runner
 from .runtime.stream import DEFAULT_HOP_MS, HOP_MS_RANGE, MAX_SMOOTHING, WINDOW_MS_RANGE, Reading, StreamConfig
@@ -53,7 +54,8 @@ def _bar(fraction: float, width: int = BAR_WIDTH) -> str:
 
 @dataclass
 class LiveView:
-    """The terminal view: A/D/V bars and history, voice state, input level, latency, losses."""
+    """The terminal view: A/D/V bars, values and their words (docs/outputs.md), history, voice state, input
+    level, latency, losses."""
 
     source: str
     """Name of the audio source."""
@@ -80,6 +82,7 @@ class LiveView:
         from rich.panel import Panel
         from rich.table import Table
 
+        bands = load_bands()
         grid = Table.grid(padding=(0, 2))
         for _ in range(4):
             grid.add_column()
@@ -87,7 +90,7 @@ class LiveView:
         for i, name in enumerate(DIMENSIONS):
             value = None if self.last_adv is None else self.last_adv[i]
             style = "bold green" if speech else "dim"
-            shown = "  -  " if value is None else f"{value:.3f}"
+            shown = "  -  " if value is None else f"{value:.3f} {bands.word(name, value)}"
             spark = f"[cyan]{_spark(self.history[name])}[/]"
             grid.add_row(name, f"[{style}]{_bar(value or 0.0)}[/]", shown, spark)
         grid.add_row("", "", "", "")
