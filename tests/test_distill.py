@@ -465,3 +465,109 @@ def test_resume_from_a_damaged_state_is_one_input_error(tmp_path: Path, labels: 
         distill(labels, out, config=_config(epochs=2), resume=True)
     assert err.value.path == state and "\n" not in err.value.message
     assert ("truncated or not a checkpoint" if damage != "not_a_state" else "not a training state") in str(err.value)
+
+
+_NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine's errors")
+
+
+@_NO_CUDA
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--device", "cuda"], "--device cuda: no CUDA device is available here"),
+        (["--device", "cuda:1"], "--device cuda:1: no CUDA device is available here"),
+        (["--device", "cuda", "--precision", "fp16"], "--device cuda: no CUDA device is available here"),
+        (["--precision", "bf16"], "--precision bf16 needs a CUDA device"),
+        (["--device", "cuda", "--nproc", "2"], "--device cuda: no CUDA device is available here"),
+        (["--device", "gpu"], "--device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        (["--precision", "fp8"], "--precision must be one of fp32, bf16, fp16"),
+    ],
+)
+def test_cli_distill_on_a_device_this_machine_lacks_is_one_line(
+    tmp_path: Path, labels: Path, options: list[str], says: str
+) -> None:
+    out = tmp_path / "out" / "s.safetensors"
+    result = CliRunner().invoke(app, ["distill", "--labels", str(labels), "--out", str(out), "--epochs", "1",
+                                      "--student-config", "channels=4", *options])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and says in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not out.parent.exists()
+
+
+def test_a_cpu_run_records_where_it_trained(tmp_path: Path, labels: Path) -> None:
+    out = tmp_path / "s.safetensors"
+    result = distill(labels, out, config=_config(epochs=1), device="cpu")
+    assert (result.rank, result.world_size) == (0, 1)
+    extra = json.loads(models.read_metadata(out)["extra"])
+    assert (extra["device"], extra["precision"], extra["processes"]) == ("cpu", "fp32", 1)
+    assert torch.load(checkpoint_paths(out)[1], weights_only=True)["world_size"] == 1
+
+
+@pytest.mark.parametrize(("windows", "size"), [(7, 1), (7, 2), (8, 2), (10, 3), (2, 4)])
+def test_each_rank_gets_the_shard_a_distributed_sampler_gives_it(windows: int, size: int) -> None:
+    from torch.utils.data.distributed import DistributedSampler
+
+    from edgeser.distill.ddp import World, shard, shard_length
+
+    order = np.random.default_rng(windows).permutation(windows)
+    shards = [shard(order, World(rank, size, rank)) for rank in range(size)]
+    for rank, mine in enumerate(shards):
+        sampler = DistributedSampler(range(windows), num_replicas=size, rank=rank, shuffle=False)
+        assert mine.tolist() == order[list(sampler)].tolist()
+        assert len(mine) == shard_length(windows, World(rank, size, rank)) == len(sampler)
+    assert set(np.concatenate(shards).tolist()) == set(order.tolist())
+    assert shard(order, World()) is order  # one process: today's order, untouched
+
+
+def test_the_run_is_read_from_torchruns_environment() -> None:
+    from edgeser.distill.ddp import World, world_from_env
+
+    assert world_from_env({}) == World(0, 1, 0)
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
+    world = world_from_env(env)
+    assert world == World(3, 4, 1) and not world.main and world.distributed
+    with pytest.raises(InputError, match="MASTER_ADDR and MASTER_PORT not set"):
+        world_from_env({"RANK": "0", "WORLD_SIZE": "2"})
+    with pytest.raises(InputError, match="RANK=2, LOCAL_RANK=2 and WORLD_SIZE=2"):
+        world_from_env({**env, "RANK": "2", "WORLD_SIZE": "2", "LOCAL_RANK": "2"})
+    with pytest.raises(InputError, match="WORLD_SIZE must be an integer, got 'two'"):
+        world_from_env({**env, "WORLD_SIZE": "two"})
+
+
+def test_nproc_under_torchrun_is_refused(tmp_path: Path, labels: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = ["distill", "--labels", str(labels), "--out", str(tmp_path / "s.safetensors"), "--epochs", "1"]
+    nested = CliRunner().invoke(app, [*args, "--nproc", "2"])
+    assert nested.exit_code == 2 and "leave out --nproc under torchrun" in nested.stderr, nested.output
+    lost = CliRunner().invoke(app, args)  # torchrun's variables, half of them
+    assert lost.exit_code == 2 and "MASTER_ADDR and MASTER_PORT not set" in lost.stderr, lost.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_each_rank_resumes_its_own_random_state() -> None:
+    import edgeser.distill.checkpoint as module
+    from edgeser.distill.ddp import World
+    from edgeser.distill.run import _new_run
+
+    def state_of(run: object) -> str:
+        return json.dumps(run.aug.rng.bit_generator.state)  # type: ignore[attr-defined]
+
+    config = _config(epochs=4)
+    runs = [_new_run(config, 3, world=World(rank, 3, rank)) for rank in range(3)]
+    assert len({state_of(r) for r in runs}) == 3  # seed + rank: each rank augments its own way
+    for r in runs:
+        r.aug.rng.random(5 + r.world.rank)
+    saved = {"epoch": 2, "augment_rng": state_of(runs[0]), "torch_rng": torch.get_rng_state(),
+             "ranks": [module._rank_state(r) for r in runs]}
+    for rank in range(3):
+        fresh = _new_run(config, 3, world=World(rank, 3, rank))
+        module._resume_rank_state(fresh, saved, config)
+        assert state_of(fresh) == state_of(runs[rank])
+    other = _new_run(config, 3, world=World(1, 2, 1))  # the saved run had 3 processes, this one 2
+    module._resume_rank_state(other, saved, config)
+    assert state_of(other) == json.dumps(np.random.default_rng([config.seed, 1, 2]).bit_generator.state)
+    first = _new_run(config, 3, world=World(0, 2, 0))
+    module._resume_rank_state(first, saved, config)
+    assert state_of(first) == state_of(runs[0])  # rank 0 takes the saved run's rank 0 state

@@ -15,6 +15,9 @@ from ._app import app, console, err_console, handle_errors
 _AUG = AugmentConfig()
 """Default augmentation ranges, quoted in the help texts."""
 
+MAX_PROCESSES = 256
+"""Most distillation processes ``--nproc`` starts on one machine."""
+
 
 def _items(sources: list[Path]) -> list[Any]:
     from ..audio import list_audio
@@ -217,13 +220,27 @@ def distill(
     ] = 0.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved beside --out.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
-    threads: Annotated[int, typer.Option(min=L.THREADS.lo, max=L.THREADS.hi, help="torch threads.")] = 1,
+    threads: Annotated[int, typer.Option(min=L.THREADS.lo, max=L.THREADS.hi,
+                                         help="torch threads (per process).")] = 1,
     seed: Annotated[int, typer.Option(min=L.SEED.lo, max=L.SEED.hi, help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="Where the student (and --teacher) run: auto (CUDA when there), cpu, "
+                                        "cuda or cuda:N; with several processes, cuda is each one's own GPU.")]
+    = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 / fp16 autocast on CUDA (fp32 weights).")] = "fp32",
+    nproc: Annotated[int, typer.Option(min=1, max=MAX_PROCESSES,
+                                       help="Train with this many DDP processes on this machine (leave out under "
+                                       "torchrun, which starts them itself).")] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Train a student on a teacher's labels only, validating on held-out speakers every epoch."""
-    from ..distill import DistillConfig
+    """Train a student on a teacher's labels only, validating on held-out speakers every epoch.
+
+    Under torchrun (or with --nproc), the processes train together (PyTorch DDP); rank 0 validates, shows
+    progress and writes the checkpoints.
+    """
+    from ..devices import resolve
+    from ..distill import DistillConfig, distill_processes
     from ..distill import distill as run_distill
+    from ..distill.ddp import world_from_env
     from ..progress import reporting
 
     _check_out(out, inputs=[labels, *([init] if init else [])], resume=resume, overwrite=overwrite)
@@ -236,8 +253,16 @@ def distill(
         val_speakers=val_speakers or None, window_seconds=window_seconds, windows_per_epoch=windows_per_epoch,
         augment=aug, seed=seed, threads=threads,
     )
-    with reporting(not quiet, err_console) as bars:
-        result = run_distill(labels, out, config=config, resume=resume, progress=bars)
+    resolve(device, precision)  # a device this machine lacks: one line before anything starts
+    if nproc > 1:
+        result = distill_processes(nproc, labels, out, config=config, resume=resume, device=device,
+                                   precision=precision, show_progress=not quiet)
+    else:
+        with reporting(not quiet and world_from_env().main, err_console) as bars:
+            result = run_distill(labels, out, config=config, resume=resume, device=device, precision=precision,
+                                 progress=bars)
+    if result.rank != 0:  # under torchrun: rank 0 reports
+        return
     scores = "  ".join(f"{d} {v:.3f}" for d, v in result.best_ccc.items())
     console.print(
         f"best epoch {result.best_epoch}: CCC(student, teacher) on held-out "

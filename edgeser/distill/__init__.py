@@ -21,9 +21,14 @@ teacher's output for that very window instead of the clean window's label ("cons
 matching, Beyer et al., CVPR 2022). It suits fast teachers such as the embedded reference teacher;
 validation still uses the labels file.
 
+The student trains on ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) in ``precision`` (``fp32``, or
+``bf16`` / ``fp16`` autocast on CUDA). Started by ``torchrun``, the processes of a run train together with
+PyTorch DDP, each on its shard of the windows (:mod:`.ddp`); :func:`distill_processes` starts N of them on
+this machine.
+
 The parts: :mod:`.config` (the settings), :mod:`.data` (speaker split, windows), :mod:`.loss`, :mod:`.ema`,
-:mod:`.run` (the state of one run), :mod:`.checkpoint` (checkpoints, training state, resume) and
-:mod:`.loop` (the epochs).
+:mod:`.run` (the state of one run), :mod:`.checkpoint` (checkpoints, training state, resume),
+:mod:`.loop` (the epochs), :mod:`.ddp` (ranks, shards, agreement) and :mod:`.launch` (``--nproc``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 from .checkpoint import checkpoint_paths
 from .config import LOSSES, DistillConfig, config_of
 from .data import choose_val_speakers, load_windows
+from .launch import distill_processes
 from .loop import DistillResult, distill
 from .loss import ccc_loss
 
@@ -39,6 +45,7 @@ __all__ = [
     "DistillResult",
     "LOSSES",
     "distill",
+    "distill_processes",
     "ccc_loss",
     "checkpoint_paths",
     "choose_val_speakers",

@@ -55,13 +55,25 @@ def _facts(
         "val_windows": n_val,
         "config": config.to_dict(),
         "best_epoch": run.best_epoch,
+        "device": run.placement.device,
+        "precision": run.placement.precision,
+        "processes": run.world.size,
     }
 
 
+def _rank_state(run: _Run) -> dict[str, Any]:
+    """The random state of this process (each rank of a distributed run augments with its own)."""
+    return {"augment_rng": json.dumps(run.aug.rng.bit_generator.state), "torch_rng": torch.get_rng_state()}
+
+
 def _checkpoint(
-    run: _Run, out: Path, epoch: int, scores: dict[str, float], config: DistillConfig, facts: dict[str, Any]
+    run: _Run, out: Path, epoch: int, scores: dict[str, float], config: DistillConfig, facts: dict[str, Any],
+    ranks: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Save the best (if this epoch is), the last checkpoint and the training state, each atomically."""
+    """Save the best (if this epoch is), the last checkpoint and the training state, each atomically.
+
+    ``ranks``: every rank's :func:`_rank_state` in a distributed run (rank 0 writes them all).
+    """
     from .. import models
 
     last, state_path = checkpoint_paths(out)
@@ -72,6 +84,10 @@ def _checkpoint(
         models.save(run.evaluated, out, extra=facts)
     models.save(run.evaluated, last, extra=facts)
     averaged = {} if run.ema is None else {"model": run.model.state_dict(), "ema": run.ema.state_dict()}
+    if ranks is not None:
+        averaged["ranks"] = ranks
+    if run.scaler is not None:
+        averaged["scaler"] = run.scaler.state_dict()
     _save_state(
         state_path,
         {
@@ -86,6 +102,7 @@ def _checkpoint(
             "torch_rng": torch.get_rng_state(),
             "history": json.dumps(run.history),
             "config": json.dumps(config.to_dict()),
+            "world_size": run.world.size,
         },
     )
 
@@ -113,11 +130,29 @@ def _resume(run: _Run, out: Path, config: DistillConfig) -> None:
             run.ema.load_state_dict(state["ema"])
         run.opt.load_state_dict(state["optimizer"])
         run.sched.load_state_dict(state["scheduler"])
-        run.aug.rng.bit_generator.state = json.loads(state["augment_rng"])
         run.rng.bit_generator.state = json.loads(state["order_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        _resume_rank_state(run, state, config)
+        if run.scaler is not None and "scaler" in state:
+            run.scaler.load_state_dict(state["scaler"])
         run.history = json.loads(state["history"])
         run.best, run.best_epoch, run.start_epoch = float(state["best"]), int(state["best_epoch"]), int(state["epoch"])
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:  # a state of another run or tool
         raise InputError(f"not a training state written by edgeser distill ({type(exc).__name__}: "
                          f"{(str(exc).splitlines() or [''])[0][:120]})", path=state_path) from None
+
+
+def _resume_rank_state(run: _Run, state: dict[str, Any], config: DistillConfig) -> None:
+    """Restore this rank's random state: its own when the saved run had as many processes, rank 0's for rank 0,
+    else a fresh one seeded by (seed, rank, epoch)."""
+    ranks = state.get("ranks")
+    rank = run.world.rank
+    if isinstance(ranks, list) and len(ranks) == run.world.size:
+        mine = ranks[rank]
+    elif rank == 0:
+        mine = state
+    else:
+        run.aug.rng = np.random.default_rng([config.seed, rank, int(state["epoch"])])
+        torch.manual_seed(config.seed + rank + int(state["epoch"]))
+        return
+    run.aug.rng.bit_generator.state = json.loads(mine["augment_rng"])
+    torch.set_rng_state(mine["torch_rng"])

@@ -11,9 +11,11 @@ import numpy as np
 import torch
 
 from ..augment import Augmenter
+from ..devices import Placement
 from ..errors import InputError
 from ..labelfile import LabelTable
 from .config import DistillConfig
+from .ddp import CPU, SINGLE, World
 from .ema import moving_average
 
 __all__ = ["WARMUP_FRACTION"]
@@ -40,6 +42,14 @@ class _Run:
     best: float = -math.inf
     best_epoch: int = 0
     start_epoch: int = 0
+    placement: Placement = CPU
+    """Where the student trains (and in which precision)."""
+    world: World = SINGLE
+    """This process's rank among the run's processes."""
+    net: Any = None
+    """The module the training steps call: the model, or its DistributedDataParallel wrapper."""
+    scaler: Any = None
+    """The fp16 gradient scaler (fp16 on CUDA only), or None."""
 
     @property
     def evaluated(self) -> Any:
@@ -87,17 +97,28 @@ def _online_teacher(config: DistillConfig, table: LabelTable) -> Any:
     return teacher
 
 
-def _new_run(config: DistillConfig, steps_per_epoch: int, teacher: Any = None) -> _Run:
-    """A fresh run: seeded student (or ``--init``), EMA, AdamW, warm-up + cosine schedule, augmenter, order RNG."""
+def _new_run(config: DistillConfig, steps_per_epoch: int, teacher: Any = None, *,
+             placement: Placement = CPU, world: World = SINGLE) -> _Run:
+    """A fresh run: seeded student (or ``--init``) on its device, EMA, AdamW, warm-up + cosine schedule,
+    augmenter, order RNG.
+
+    Every rank builds the same student and draws the same window order; the augmentation (and torch's
+    random numbers after the initialisation) are seeded with ``seed + rank``, so the ranks augment differently.
+    """
     from .. import models
 
     torch.manual_seed(config.seed)
     model = models.create_model(config.student, **config.student_config)
     if config.init:
         _init_weights(model, Path(config.init))
+    model = model.to(placement.torch_device())
+    if world.rank:
+        torch.manual_seed(config.seed + world.rank)
     ema = moving_average(model, config.ema) if config.ema else None
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config.epochs * steps_per_epoch))
-    aug, order = Augmenter(config.augment, seed=config.seed), np.random.default_rng(config.seed)
-    return _Run(model, teacher, ema, opt, sched, aug, order, [])
+    aug, order = Augmenter(config.augment, seed=config.seed + world.rank), np.random.default_rng(config.seed)
+    scaler = torch.amp.GradScaler("cuda") if placement.is_cuda and placement.precision == "fp16" else None
+    return _Run(model, teacher, ema, opt, sched, aug, order, [], placement=placement, world=world, net=model,
+                scaler=scaler)
