@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -83,24 +83,25 @@ class _Resampler:
         yield out.astype(np.float32, copy=False)
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path, fileobj: BinaryIO | None = None) -> Any:
     try:
         import soundfile as sf
     except ImportError:
         raise ImportError("soundfile is not installed: pip install soundfile") from None
-    if not path.is_file():
+    if fileobj is None and not path.is_file():
         raise AudioError(path, "audio file not found")
     try:
-        return sf.SoundFile(str(path))
+        return sf.SoundFile(str(path) if fileobj is None else fileobj)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AudioError(path, f"cannot read audio ({reason})") from None
 
 
-def blocks(path: str | Path, sampling_rate: int = SAMPLING_RATE, *,
-           block_seconds: float | None = None) -> Iterator[np.ndarray]:
+def blocks(path: str | Path, sampling_rate: int = SAMPLING_RATE, *, block_seconds: float | None = None,
+           fileobj: BinaryIO | None = None) -> Iterator[np.ndarray]:
     """Mono float32 blocks of ``path`` at ``sampling_rate``, about ``block_seconds`` (default
-    :data:`BLOCK_SECONDS`) long each.
+    :data:`BLOCK_SECONDS`) long each. With ``fileobj`` (e.g. ``io.BytesIO`` of WAV or FLAC bytes) the
+    audio is read from it and ``path`` only names it in messages.
 
     Concatenated, the blocks equal :func:`read`. The checks that need the whole file (silence) raise
     after the last block; the others raise before the first block or at the block where they fail.
@@ -110,7 +111,7 @@ def blocks(path: str | Path, sampling_rate: int = SAMPLING_RATE, *,
         ImportError: soundfile is not installed.
     """
     path = Path(path)
-    with _open(path) as f:
+    with _open(path, fileobj) as f:
         rate, frames = int(f.samplerate), int(f.frames)
         if frames == 0:
             raise AudioError(path, "audio file is empty (0 samples)")
