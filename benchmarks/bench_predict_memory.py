@@ -3,7 +3,7 @@
 Writes a 48 kHz stereo 16-bit WAV of ``--minutes`` (default 120: 1.3 GB on disk) into a temporary folder,
 builds the default rpi bundle there (or takes ``--bundle``), then runs, each in its own process:
 
-- ``edgeser predict BUNDLE FILE``: the host command, which reads the file block by block;
+- ``edgeser predict --model BUNDLE FILE``: the host command, which reads the file block by block;
 - ``python -m runner FILE`` inside the bundle: the device runner, the same reader;
 - the whole-file path for comparison (``runtime.audiofile.read`` then ``predict_signal``), the way both
   commands read files before they streamed;
@@ -95,7 +95,8 @@ def main() -> None:
         print(f"wrote {recording.stat().st_size / 2**30:.2f} GiB ({args.minutes:g} min, {RATE} Hz stereo PCM_16) "
               f"in {time.perf_counter() - t:.0f} s")
         rows = [("edgeser --version (imports only)", *measure([edgeser, "--version"])),
-                ("edgeser predict BUNDLE FILE", *measure([edgeser, "predict", str(bundle), str(recording)])),
+                ("edgeser predict --model BUNDLE FILE",
+                 *measure([edgeser, "predict", "--model", str(bundle), str(recording)])),
                 ("python -m runner FILE (in the bundle)",
                  *measure([sys.executable, "-m", "runner", str(recording)], cwd=bundle))]
         if not args.skip_whole_file:

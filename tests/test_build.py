@@ -67,7 +67,7 @@ def test_bundle_runner_in_a_subprocess(built, corpus, tmp_path):
     for r in lines:
         assert all(np.isfinite(r[k]) for k in ("arousal", "dominance", "valence"))
     # the device path and the host path agree on the same file
-    host = cli.invoke(app, ["predict", str(out), str(clips[0]), "--csv", str(tmp_path / "p.csv")])
+    host = cli.invoke(app, ["predict", "--model", str(out), str(clips[0]), "--csv", str(tmp_path / "p.csv")])
     assert host.exit_code == 0, host.output
     mean = [r for r in (tmp_path / "p.csv").read_text().splitlines() if ",mean," in r][0].split(",")
     assert float(mean[3]) == pytest.approx(lines[0]["arousal"], abs=1e-5)
@@ -99,7 +99,7 @@ def test_predict_long_file_per_window_and_mean(student, tmp_path, corpus):
     clips = sorted(corpus.parent.glob("*.flac"))[:3]
     long = tmp_path / "long.flac"
     sf.write(long, np.concatenate([sf.read(c)[0] for c in clips * 3]), 16000)  # 9 s
-    result = cli.invoke(app, ["predict", str(student), str(long), "--csv", str(tmp_path / "o.csv")])
+    result = cli.invoke(app, ["predict", "--model", str(student), str(long), "--csv", str(tmp_path / "o.csv")])
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "o.csv").read_text().splitlines()
     assert rows[0] == "file,window,start_s,arousal,dominance,valence"

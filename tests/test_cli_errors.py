@@ -32,7 +32,7 @@ def test_help_lists_commands():
 
 @pytest.mark.parametrize(("args", "message"), [
     (["label"], "error: Missing argument 'audio'. (see 'edgeser label --help')"),
-    (["predict", "m.onnx", "a.wav", "--thread", "2"], "error: No such option: --thread"),
+    (["predict", "--model", "m.onnx", "a.wav", "--thread", "2"], "error: No such option: --thread"),
     (["lable", "x.wav"], "error: No such command 'lable'. Did you mean 'label'? (see 'edgeser --help')"),
     (["--bogus"], "error: No such option: --bogus (see 'edgeser --help')"),
     (["label", "a.wav", "--window-seconds", "1e9"],
@@ -48,7 +48,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, message):
 
 def test_error_messages_are_printed_as_they_are(tmp_path):
     model = tmp_path / "[/b] [bold]model.onnx"  # square brackets are text, not console markup
-    result = cli.invoke(app, ["predict", str(model), str(tmp_path / "a.wav")])
+    result = cli.invoke(app, ["predict", "--model", str(model), str(tmp_path / "a.wav")])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {model}: model not found"
 
@@ -159,8 +159,8 @@ EDGESER = [sys.executable, "-c", "from edgeser.cli import app; app(prog_name='ed
 
 @pytest.mark.slow
 def test_predict_into_a_closed_pipe_stops_quietly(tmp_path, teacher_onnx):
-    rc, stderr, kept = _into_closed_pipe([*EDGESER, "predict", str(teacher_onnx), *map(str, _many_files(tmp_path))],
-                                         keep_lines=1)
+    rc, stderr, kept = _into_closed_pipe([*EDGESER, "predict", "--model", str(teacher_onnx),
+                                          *map(str, _many_files(tmp_path))], keep_lines=1)
     assert kept[0].startswith(b"file")
     assert rc == 0 and stderr == "", stderr
 

@@ -242,7 +242,7 @@ def test_every_numeric_option_has_a_finite_range() -> None:
     (["live", "--window-s", "inf"], "--window-s"),
     (["live", "--hop-s", "inf"], "--hop-s"),
     (["live", "--duration-s", "inf"], "--duration-s"),
-    (["predict", "m.onnx", "a.wav", "--threads", "100000"], "--threads"),
+    (["predict", "--model", "m.onnx", "a.wav", "--threads", "100000"], "--threads"),
 ])
 def test_options_outside_their_range_are_usage_errors(tmp_path: Path, args: list[str], option: str) -> None:
     result = cli.invoke(app, args)
