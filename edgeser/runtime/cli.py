@@ -99,12 +99,17 @@ def _files(args: argparse.Namespace, runner: Any) -> int:
             status = EXIT_BAD_INPUT
             continue
         a, d, v = (float(x) for x in pred.mean)
-        if args.json:
-            print(json.dumps({"file": str(path), "arousal": a, "dominance": d, "valence": v,
-                              "windows": len(pred.windows)}))
+        if args.json:  # one JSON object per file; with --per-window, the windows inside it (as `edgeser predict`)
+            entry: dict[str, Any] = {"file": str(path), "arousal": a, "dominance": d, "valence": v,
+                                     "windows": len(pred.windows)}
+            if args.per_window:
+                entry["per_window"] = [{"start_s": round(float(s), 4), "arousal": float(w[0]),
+                                        "dominance": float(w[1]), "valence": float(w[2])}
+                                       for s, w in zip(pred.starts_s, pred.windows, strict=True)]
+            print(json.dumps(entry))
         else:
             print(f"{str(path):<40} {a:8.3f} {d:9.3f} {v:8.3f}")
-        if args.per_window and len(pred.windows) > 1:
+        if args.per_window and not args.json and len(pred.windows) > 1:
             for start, row in zip(pred.starts_s, pred.windows, strict=True):
                 print(f"  @{start:7.2f}s {'':<28} {row[0]:8.3f} {row[1]:9.3f} {row[2]:8.3f}")
     return status
