@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import tool
 
 from edgeser import augment, models
 from edgeser.distill import DistillConfig, distill, load_windows
@@ -35,7 +34,17 @@ def _scores(student: Path, labels: Path, keep: Any = None) -> np.ndarray:
     table = read_labels(labels)
     rows = np.arange(len(table)) if keep is None else np.array([i for i in range(len(table)) if keep(table, i)])
     windows = load_windows(table)[rows]
-    return ccc(tool("evaluate_student").predict(student, windows), table.targets[rows])
+    return ccc(_predict(student, windows), table.targets[rows])
+
+
+def _predict(student: Path, windows: np.ndarray) -> np.ndarray:
+    """The student's A/D/V for (N, T) windows, in torch (what tools/evaluate_student.py did)."""
+    import torch
+
+    model = models.load(student)
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(windows[i:i + 64])).numpy()
+                               for i in range(0, len(windows), 64)])
 
 
 def _clean_training_clip(table: Any, i: int) -> bool:

@@ -48,7 +48,7 @@ edgeser distill --labels "$WORK/labels_huge.csv" --student wav2small --student-c
 
 cp "$WORK/wav2small.safetensors" edgeser/assets/wav2small.default.safetensors
 
-# Student vs teacher on the held-out calibration speakers (11, 14).
-edgeser label edgeser/assets/calibration/calibration.csv --teacher default --out "$WORK/calibration_labels.csv"
-python tools/evaluate_student.py --labels "$WORK/calibration_labels.csv" \
-    --student edgeser/assets/wav2small.default.safetensors --categories edgeser/assets/calibration/calibration.csv
+# The model card's evaluation on the held-out calibration speakers (11, 14): CCC against the category
+# targets, then against the teacher, pooled and per speaker.
+edgeser evaluate --model edgeser/assets/wav2small.default.safetensors \
+    --audio edgeser/assets/calibration/calibration.csv --report "$WORK/evaluation" --overwrite

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import build, distill, drift, live, predict  # noqa: F401  (register commands)
+from . import build, distill, drift, evaluate, live, predict  # noqa: F401  (register commands)
 from ._app import app
 
 __all__ = ["app"]
