@@ -62,6 +62,10 @@ def test_flags_take_no_placeholder_and_values_a_clean_one():
 def test_shell_completion_is_on():
     text = _help([], 80)
     assert "--install-completion" in text and "--show-completion" in text
+    env = {**os.environ, "_EDGESER_COMPLETE": "complete_bash", "COMP_WORDS": "edgeser ev", "COMP_CWORD": "1"}
+    run = subprocess.run([sys.executable, "-c", "from edgeser.cli import app; app(prog_name='edgeser')"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert run.stdout.split() == ["evaluate"], run.stdout + run.stderr
 
 
 def _tiny_tflite(path: Path, window: int = 1600) -> Path:
