@@ -63,6 +63,13 @@ def live(
     duration_s: Annotated[float | None, typer.Option("--duration-s", min=0.0, max=MAX_DURATION_S,
                                                      help="Stop after this many seconds of audio.")] = None,
     threads: Annotated[int, typer.Option(min=THREADS.lo, max=THREADS.hi, help="Inference threads.")] = 1,
+    web: Annotated[bool, typer.Option("--web", help="Show it on a page in the browser; its audio is the page's "
+                                      "microphone, or --input FILE / --device.")] = False,
+    host: Annotated[str | None, typer.Option("--host", help="With --web: interface to serve on (default "
+                                             "127.0.0.1; any other needs the token printed in the URL).")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=0, max=65535, help="With --web: TCP port "
+                                             "(default 8765).")] = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="With --web: do not open a browser.")] = False,
 ) -> None:
     """Stream arousal, dominance and valence live from a microphone or a file (Ctrl-C to stop)."""
     if list_devices:
@@ -71,8 +78,18 @@ def live(
     settings = LiveSettings(input_file=input_file, fast=fast, device=device, window_s=window_s, hop_s=hop_s,
                             smoothing=smoothing, vad=vad, plain=plain, log_path=log, duration_s=duration_s,
                             threads=threads)
+    if not web and (host is not None or port is not None):
+        raise InputError("--host and --port need --web")
     session = open_session(bundle, settings, notify=_notify)
-    summary = session.run(console=console)
+    if web:
+        from edgeser.web import run_web
+
+        summary = run_web(session, host=host or "127.0.0.1", port=8765 if port is None else port,
+                          browser=not no_browser, notify=_notify)
+        if summary is None:
+            return
+    else:
+        summary = session.run(console=console)
     (err_console if plain else console).print(summary.line(), highlight=False, soft_wrap=True)
     if summary.stopped == "error":
         logged = f"; the log {log} holds {summary.log_rows} rows" if log is not None else ""

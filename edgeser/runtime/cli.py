@@ -6,6 +6,7 @@
     python -m runner --check                # check the bundle against its manifest and load the model
     python -m runner --self-test            # the build's held-out windows on this device: drift vs float
     python -m runner --mic [--device NAME] [--log FILE.csv]  # microphone, one JSON line per update
+    python -m runner --mic --web [--host H] [--port P]       # and a live dashboard in the browser
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ def _parser(edgetpu: bool) -> argparse.ArgumentParser:
                    "against the float model (0: passed, 3: over the budget)")
     p.add_argument("--device", default=None, help="input device name or index for --mic")
     p.add_argument("--log", type=Path, default=None, help="with --mic: append every reading to this CSV")
+    p.add_argument("--web", action="store_true", help="serve a live dashboard page (with --mic: of this device's "
+                   "microphone; alone: of the page's own microphone); needs aiohttp")
+    p.add_argument("--host", default="127.0.0.1", help="with --web: interface to bind (default 127.0.0.1; any "
+                   "other needs the token printed in the URL)")
+    p.add_argument("--port", type=int, default=8765, help="with --web: TCP port (default 8765)")
     if edgetpu:
         p.add_argument("--cpu", action="store_true", help="do not use the Edge TPU even when libedgetpu is installed")
         p.add_argument("--edgetpu-model", type=Path, default=None,
@@ -135,6 +141,11 @@ def main(argv: list[str] | None = None, *, bundle: Path, edgetpu: bool = False) 
         return 0
     if args.self_test:
         return _self_test(runner, bundle)
+    if args.web:
+        from .web import run_web_device
+
+        return run_web_device(runner, mic=args.mic, device=args.device, log_path=args.log, host=args.host,
+                              port=args.port, model_name=bundle.name)
     if args.mic:
         from .listen import run_device
 
