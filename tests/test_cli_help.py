@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import numpy as np
 import pytest
 import typer
@@ -18,7 +17,7 @@ from edgeser.cli import app
 from edgeser.cli._app import COMMAND_ORDER
 
 GROUP = typer.main.get_command(app)
-COMMANDS = GROUP.list_commands(click.Context(GROUP))
+COMMANDS = GROUP.list_commands(typer.Context(GROUP))
 
 
 def _help(args: list[str], columns: int) -> str:
@@ -27,9 +26,10 @@ def _help(args: list[str], columns: int) -> str:
     return result.output
 
 
-def _options(command: click.Command) -> list[str]:
-    return [name for p in command.params if isinstance(p, click.Option) and not p.hidden
-            for name in (*p.opts, *p.secondary_opts)]
+def _options(command: typer.core.TyperCommand) -> list[str]:
+    names = [name for p in command.params if p.param_type_name == "option" and not p.hidden
+             for name in (*p.opts, *p.secondary_opts)]
+    return names
 
 
 @pytest.mark.parametrize("columns", [80, 120])
@@ -38,8 +38,10 @@ def test_help_shows_every_option_whole_and_no_bool_placeholder(command, columns)
     text = _help([command] if command else [], columns)
     assert "…" not in text and "<bool>" not in text
     assert max(len(line) for line in text.splitlines()) <= columns
-    target = GROUP if not command else GROUP.get_command(click.Context(GROUP), command)
-    for name in _options(target):
+    target = GROUP if not command else GROUP.get_command(typer.Context(GROUP), command)
+    names = _options(target)
+    assert command != "build" or {"--target", "--overwrite", "--json", "-q", "--quiet"} <= set(names)
+    for name in [*names, "--help"]:
         assert f" {name}" in text or f"{name}," in text, (name, text)
 
 
@@ -57,6 +59,15 @@ def test_flags_take_no_placeholder_and_values_a_clean_one():
     assert "  --overwrite " in text and "--overwrite BOOLEAN" not in text
     assert "--batch-size INTEGER" in text and "--cache PATH" in text and "--teacher TEXT" in text
     assert "--loss-weights FLOAT FLOAT FLOAT" in _help(["distill"], 80)
+
+
+def test_a_flag_that_is_off_by_default_has_no_negative_form():
+    """``--overwrite / --no-overwrite [default: no-overwrite]`` says nothing a plain ``--overwrite`` does not."""
+    ctx = typer.Context(GROUP)
+    for name in COMMANDS:
+        for p in GROUP.get_command(ctx, name).params:
+            if p.param_type_name == "option" and p.is_flag and p.secondary_opts:
+                assert p.default is True, f"{name} {p.opts[0]}: off by default, yet has {p.secondary_opts[0]}"
 
 
 def test_shell_completion_is_on():

@@ -46,7 +46,7 @@ def build(
     out: Annotated[Path | None, typer.Option(help=HELP["out"])] = None,
     recipe: Annotated[Path | None, typer.Option(help=HELP["recipe"])] = None,
     float_ops: Annotated[str | None, typer.Option(help=HELP["float_ops"])] = None,
-    overwrite: Annotated[bool, typer.Option(help=HELP["overwrite"])] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=HELP["overwrite"])] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help=HELP["json"])] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help=HELP["junit"])] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
