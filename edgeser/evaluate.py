@@ -12,6 +12,7 @@ targets through :data:`edgeser.defaults.CATEGORY_ADV`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,7 +267,7 @@ def _from_labels(path: Path, progress: Reporter) -> tuple[np.ndarray, np.ndarray
 
 def evaluate(model: Path | None = None, *, audio: str | Path | None = None, labels: str | Path | None = None,
              teacher: str | Path | None = None, teacher_output: str | None = None, threads: int = 1,
-             progress: Reporter = silent, notify: Any = None) -> Evaluation:
+             progress: Reporter = silent, notify: Callable[[str], None] | None = None) -> Evaluation:
     """Measure a model against a teacher, and against human ratings when the audio list gives them.
 
     Args:

@@ -133,6 +133,12 @@ def test_labels_csv_replaces_the_teacher(student, corpus, tmp_path):
                       audio=_write_list(tmp_path / "emo.csv", corpus, {"emotion": words}))
     assert beside.human is not None
     np.testing.assert_array_equal(beside.human.values, targets)
+    own = (tmp_path / "own.csv").read_text(encoding="utf-8").splitlines()
+    with_emotion = [own[0] + ",emotion", *(f"{row},{w}" for row, w in zip(own[1:], words, strict=True))]
+    (tmp_path / "own_emotion.csv").write_text("\n".join(with_emotion) + "\n", encoding="utf-8")
+    inside = evaluate(student, labels=tmp_path / "own_emotion.csv")
+    assert inside.human is not None and inside.human.kind == "categories"  # its A/D/V are the teacher's
+    np.testing.assert_array_equal(inside.human.values, targets)
 
 
 def _load(path: Path) -> np.ndarray:
