@@ -168,7 +168,8 @@ class RayEngine:
         if self.ray.is_initialized():  # a caller's own connection: use it, leave it
             pass
         elif config.ray_address is None:
-            self.ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, log_to_driver=False,
+            self.ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
+                          log_to_driver=False,
                           logging_level=logging.ERROR)
             self.started = True
         else:
@@ -176,7 +177,11 @@ class RayEngine:
             self.started = True
         self.startup_s = time.monotonic() - t0
         """Seconds it took to start or join Ray."""
-        _quiet_ray_data()
+        try:
+            _quiet_ray_data()
+        except BaseException:
+            self.close()
+            raise
 
     def _join(self, address: str) -> None:
         try:
