@@ -190,15 +190,17 @@ def shard_length(windows: int, world: World) -> int:
 def wrap(model: Any, world: World, where: Placement) -> Any:
     """The module that the training steps call: ``model`` itself for one process, else its DDP wrapper.
 
-    DDP copies rank 0's weights and buffers to every rank when it is built, averages the gradients in every
-    backward pass, and (its default buffer synchronisation) gives every forward pass rank 0's batch-norm
-    statistics.
+    DDP copies rank 0's weights and buffers to every rank when it is built and averages the gradients in
+    every backward pass. It does not copy the buffers before every forward pass (one more collective per
+    step): in training, batch norm normalises with each batch's own statistics, so the running statistics
+    do not change the steps; :func:`follow_rank0` copies rank 0's after every epoch.
     """
     if not world.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[where.index] if where.is_cuda else None)
+    return DistributedDataParallel(model, device_ids=[where.index] if where.is_cuda else None,
+                                   forward_sync_buffers=False)
 
 
 def sum_over_ranks(world: World, where: Placement, *values: float) -> list[float]:
