@@ -325,7 +325,8 @@ def test_corrupt_deflate_data_after_the_first_block_is_a_verify_error(bundle, tm
     broken = tmp_path / "broken.tar.gz"  # a valid first gzip member, then one whose deflate block type is invalid
     broken.write_bytes(gzip.compress(buffer.getvalue()[:4096], mtime=0)
                        + b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\x07" + bytes(20))
-    assert "cannot read bundle archive (Error -3 while decompressing data: invalid block type)" in _problems(broken)
+    assert _problems(broken) == f"{broken}: cannot read bundle archive (Error -3 while decompressing data: " \
+                                "invalid block type)"
 
 
 def test_an_archive_without_a_manifest_is_named_in_the_message(bundle, tmp_path):
@@ -343,7 +344,7 @@ def test_a_file_entry_named_like_a_folder_is_refused(bundle, tmp_path):
             rel = path.relative_to(bundle).as_posix()
             if path.is_file():
                 t.add(path, arcname=f"b/{rel}/" if rel == "README.md" else f"b/{rel}", recursive=False)
-    assert "archive entry 'b/README.md/' points outside the bundle" in _problems(tar)
+    assert _problems(tar) == f"{tar}: archive entry 'b/README.md/' points outside the bundle"
 
 
 # ---- pinned by mutation testing (docs/testing.md) ----------------------------------------------------------
@@ -388,6 +389,8 @@ def test_assemble_copies_no_bytecode_and_makes_scripts_executable(tmp_path):
     assert not list(folder.rglob("*.pyc"))
     assert (folder / "runner" / "__pycache__").is_file()
     assert (folder / "runner" / "edgeser_runtime" / "__pycache__").is_file()
+    blocked = {p.parent for p in folder.rglob("__pycache__")}
+    assert blocked == {p.parent for p in folder.rglob("*.py")}  # every code folder, and only those
     assert (folder / "install.sh").stat().st_mode & 0o777 == 0o755
     verify(folder)
 
@@ -464,3 +467,49 @@ def test_link_entries_are_refused_naming_the_archive(tmp_path):
 def test_each_host_check_names_its_problem(bundle, change, problem):
     _rewrite(bundle, **change)
     assert _problems(bundle) == f"{bundle}: bundle does not match its manifest: {problem}"
+
+
+def test_archive_entries_in_any_order_unpack_to_the_same_bundle(bundle, tmp_path):
+    """Files before their folders, folders repeated, a deep folder before its parent: as other tar tools write."""
+    files = sorted(p for p in bundle.rglob("*") if p.is_file())
+    folders = sorted((p for p in bundle.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+    deepest_file = max(files, key=lambda p: len(p.parts))
+    for first in (folders[0], deepest_file):  # the first entry's parent folders are not in the archive yet
+        tar = tmp_path / "any-order.tar.gz"
+        with tarfile.open(tar, "w:gz") as t:
+            for path in [first, *(f for f in reversed(files) if f != first), *folders, bundle, bundle / "runner"]:
+                t.add(path, arcname=f"b/{path.relative_to(bundle).as_posix()}".rstrip("/."), recursive=False)
+        with tarfile.open(tar) as t:
+            names = [m.name for m in t.getmembers()]
+        assert names[0].count("/") >= 2 and names.count("b/runner") == 2
+        assert verify(tar) == verify(bundle)
+        tar.unlink()
+
+
+def test_repeated_and_misplaced_entries_are_named(tmp_path):
+    twice = _tar_with(tmp_path, _file("b/model.onnx"), _file("b/model.onnx"))
+    assert _problems(twice) == f"{twice}: archive entry 'b/model.onnx' is unreadable or repeated"
+    two_roots = _tar_with(tmp_path, _file("a/x"), _file("b/y"))
+    assert _problems(two_roots) == f"{two_roots}: archive does not hold exactly one bundle folder"
+    absolute = _tar_with(tmp_path, _file(f"{tmp_path}/abs.txt"))
+    assert _problems(absolute) == f"{absolute}: archive entry '{tmp_path}/abs.txt' points outside the bundle"
+    assert not (tmp_path / "abs.txt").exists()
+
+
+def test_verify_names_what_it_cannot_check(bundle, tmp_path):
+    missing = tmp_path / "nothing-here"
+    assert _problems(missing) == f"{missing}: bundle not found"
+    link = tmp_path / "link"
+    link.symlink_to(bundle)
+    assert _problems(link) == f"{link}: bundle is a symbolic link; verify the folder or archive itself"
+    (bundle / "model.onnx").write_bytes(b"tampered")
+    _rewrite(bundle, **{"drift.shipped_passed": False})
+    assert _problems(bundle) == (f"{bundle}: bundle does not match its manifest: manifest does not record a passed "
+                                 "drift gate for the shipped model; changed: model.onnx")
+
+
+def test_only_a_gzip_archive_is_a_bundle_archive(bundle, tmp_path):
+    plain = tmp_path / "b.tar"
+    with tarfile.open(plain, "w") as t:
+        t.add(bundle, arcname="b")
+    assert _problems(plain).startswith(f"{plain}: cannot read bundle archive (")
