@@ -121,18 +121,22 @@ def test_two_processes_differ_from_one(straight: Path, edgeser_script: Path, lab
     assert one["world_size"] == 1 and one["evaluated"] != _ranks(straight)[0]["evaluated"]
 
 
-def test_resume_continues_a_two_process_run(edgeser_script: Path, labels: Path, tmp_path: Path) -> None:
+def test_resume_continues_a_two_process_run_with_an_online_teacher(
+    edgeser_script: Path, labels: Path, teacher_onnx: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "s.safetensors"
-    first = _distill(edgeser_script, labels, out, "--nproc", "2", "--epochs", "1")
+    online = ("--teacher", str(teacher_onnx))  # each rank relabels its own augmented windows
+    first = _distill(edgeser_script, labels, out, "--nproc", "2", "--epochs", "1", *online)
     first_ranks = _checked(first, out)
     before = json.loads(torch.load(checkpoint_paths(out)[1], weights_only=True)["history"])
-    resumed = _distill(edgeser_script, labels, out, "--nproc", "2", "--epochs", "3", "--resume")
+    resumed = _distill(edgeser_script, labels, out, "--nproc", "2", "--epochs", "3", "--resume", *online)
     ranks = _checked(resumed, out)
     state = torch.load(checkpoint_paths(out)[1], weights_only=True)
     after = json.loads(state["history"])
     assert [h["epoch"] for h in after] == [1, 2, 3] and after[0] == before[0]  # epoch 1 kept, 2 and 3 trained
     assert json.loads(models.read_metadata(checkpoint_paths(out)[0])["extra"])["epoch"] == 3
     assert ranks[0]["model"] != first_ranks[0]["model"] and len(state["ranks"]) == 2
+    assert json.loads(state["config"])["teacher"] == str(teacher_onnx)
 
 
 def test_an_external_torchrun_starts_the_same_run(straight: Path, edgeser_script: Path, labels: Path,

@@ -226,7 +226,8 @@ def distill(
     torch.set_num_threads(config.threads)
     try:
         with process_group(world, where), collective_errors(world):
-            return _distill(labels, Path(out), config, resume, world, where, progress if world.main else silent)
+            return _distill(labels, Path(out), config, resume, world, where, progress if world.main else silent,
+                            device)
     except EdgeserError as exc:
         if world.rank == 0:
             raise
@@ -236,15 +237,15 @@ def distill(
 
 
 def _distill(labels: str | Path | LabelTable, out: Path, config: DistillConfig, resume: bool, world: World,
-             where: Placement, progress: Reporter) -> DistillResult:
+             where: Placement, progress: Reporter, asked: str) -> DistillResult:
     table = labels if isinstance(labels, LabelTable) else read_labels(labels)
     val_mask, held = choose_val_speakers(table, config)
     given = int(round(config.window_seconds * SAMPLING_RATE)) if config.window_seconds else None
     x = load_windows(table, given, progress=progress)  # None: the table's longest window
     split = _Split(x[~val_mask], table.targets[~val_mask], x[val_mask], table.targets[val_mask], held, table, out)
     per_rank = shard_length(min(len(split.x_train), config.windows_per_epoch or len(split.x_train)), world)
-    run = _new_run(config, max(1, per_rank // config.batch_size), _online_teacher(config, table), placement=where,
-                   world=world)
+    teacher = _online_teacher(config, table, where, asked)
+    run = _new_run(config, max(1, per_rank // config.batch_size), teacher, placement=where, world=world)
     if resume:
         _resume(run, out, config)
         if run.start_epoch >= config.epochs:

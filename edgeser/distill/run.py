@@ -82,13 +82,25 @@ def _init_weights(model: Any, path: Path) -> None:
                          path=path) from None
 
 
-def _online_teacher(config: DistillConfig, table: LabelTable) -> Any:
-    """The ``--teacher`` that relabels augmented windows (None without one); it must have written the labels."""
+def _online_teacher(config: DistillConfig, table: LabelTable, where: Placement = CPU, asked: str = "cpu") -> Any:
+    """The ``--teacher`` that relabels augmented windows (None without one); it must have written the labels.
+
+    It runs on the student's device (``where``), at the precision the labels were made with (fp32 unless
+    their teacher identity says bf16 or fp16). With ``--device auto`` (``asked``), a teacher that cannot run on
+    CUDA here (an ONNX teacher without onnxruntime-gpu) runs on the CPU instead.
+    """
     if not config.teacher:
         return None
     from ..teachers import load_teacher
 
-    teacher = load_teacher(config.teacher, threads=config.threads)
+    reduced = [p for p in ("bf16", "fp16") if table.teacher.endswith(f"-{p}")]
+    precision = reduced[0] if reduced and where.is_cuda else "fp32"
+    try:
+        teacher = load_teacher(config.teacher, threads=config.threads, placement=Placement(where.device, precision))
+    except InputError:
+        if not (where.is_cuda and str(asked).strip().lower() == "auto"):
+            raise
+        teacher = load_teacher(config.teacher, threads=config.threads)  # the CPU
     if teacher.identity != table.teacher:
         raise InputError(
             f"--teacher {config.teacher} is {teacher.identity}, but the labels were made by {table.teacher}",
