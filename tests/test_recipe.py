@@ -63,3 +63,73 @@ def test_unknown_target_and_bad_toml(tmp_path):
     p.write_text("target = [")
     with pytest.raises(InputError, match="invalid TOML"):
         load_recipe(p)
+
+
+# ---- pinned by mutation testing (docs/testing.md) ----------------------------------------------------------
+
+
+def _rpi_path() -> Path:
+    return Path(load_recipe("rpi").source)
+
+
+def _error(*args, **kwargs) -> InputError:
+    with pytest.raises(InputError) as err:
+        load_recipe(*args, **kwargs)
+    assert err.value.exit_code == 2 and "\n" not in err.value.message
+    return err.value
+
+
+@pytest.mark.parametrize(("dotted", "value", "message"), [
+    ("data.calibration_windows", "many", "recipe key 'data.calibration_windows' must be int, got str 'many'"),
+    ("data.seed", True, "recipe key 'data.seed' must be int, got bool True"),
+    ("quantise.float_ops", "frontend", "recipe key 'quantise.float_ops' must be a list of str"),
+    ("export.format", "tflite2", "recipe key 'export.format' must be one of onnx, tflite, got 'tflite2'"),
+    ("quantise.float_ops", ["frontend", "conv"], "quantise.float_ops may only name frontend, softmax, head"),
+    ("export.frontend", "cpu-logmel", "export.frontend 'cpu-logmel' needs export.format = 'tflite'"),
+    ("bundle.ship", "float16", "bundle.ship must be 'float' or one of quantise.variants"),
+    ("data.window_seconds.x", 1, "recipe key 'data.window_seconds' must be a table [data.window_seconds]"),
+    ("description.x.y", 1, "recipe key 'description' must be a table [description]"),
+])
+def test_each_refusal_names_the_key_the_rule_and_the_file(dotted, value, message):
+    assert _error("rpi", **{dotted: value}).message == f"{_rpi_path()}: {message}"
+
+
+def test_booleans_are_kept_where_a_boolean_is_expected_and_spelt_where_a_word_is():
+    r = load_recipe("rpi", **{"quantise.reduce_range": True, "quantise.per_channel": False})
+    assert r.quantise.reduce_range == "true" and r.quantise.per_channel is False
+    assert load_recipe("rpi", **{"quantise.reduce_range": False}).quantise.reduce_range == "false"
+
+
+def test_float_is_always_a_variant_that_may_ship():
+    r = load_recipe("rpi", **{"bundle.ship": "float", "quantise.variants": ["int8"]})
+    assert r.bundle.ship == "float"
+
+
+def test_recipe_files_name_their_keys_and_may_leave_tables_out(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('source = "/elsewhere"\n')
+    known = "bundle, data, description, drift, export, quantise, runtime, target"
+    assert _error(path).message == f"{path}: unknown recipe key 'source' (known: {known})"
+    path.write_text('description = "no target"\n')
+    assert _error(path).message == f"{path}: recipe is missing required key 'target'"
+    path.write_text('target = "rpi"\nquantise = 3\n')
+    assert _error(path).message == f"{path}: recipe key 'quantise' must be a table [quantise]"
+    path.write_text('target = "rpi"\n')  # every table left out: defaults, and overrides still apply
+    r = load_recipe(path, **{"drift.max_ccc_drop": 0.05})
+    assert r.drift.max_ccc_drop == 0.05 and r.data.window_seconds == 2.0 and r.source == str(path)
+
+
+def test_a_recipe_is_found_by_path_whatever_its_name(tmp_path):
+    other = tmp_path / "my-recipe.cfg"
+    other.write_text(_rpi_path().read_text())
+    assert load_recipe(other).target == "rpi" and load_recipe(str(other)).source == str(other)
+    missing = tmp_path / "missing.toml"
+    assert _error(missing).message == f"{missing}: recipe file not found"
+    assert _error("pi5").message == f"unknown target 'pi5' (available: {', '.join(list_targets())})"
+    assert list_targets() == ["android", "coral", "rpi"]
+
+
+def test_to_dict_is_the_whole_recipe_as_plain_data():
+    table = load_recipe("rpi").to_dict()
+    assert table["target"] == "rpi" and table["drift"] == {"max_ccc_drop": 0.01, "min_ccc_vs_float": 0.98}
+    assert table["quantise"]["float_ops"] == ["frontend", "softmax", "head"]
