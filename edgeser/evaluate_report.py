@@ -16,6 +16,7 @@ import numpy as np
 from .errors import OutputError
 from .evaluate import Agreement, Evaluation
 from .metrics import DIMENSIONS
+from .plots import Panel, save_scatter
 
 __all__ = ["REPORT_FILES", "TextTable", "check_report_folder", "tables", "summary", "write_report", "scatter_plots"]
 
@@ -85,34 +86,15 @@ def _markdown(t: TextTable) -> str:
 
 def scatter_plots(ev: Evaluation, folder: Path) -> list[Path]:
     """One PNG per dimension: the model against the teacher and, when known, against the human targets."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     pooled, _ = ev.vs_teacher()
     human = ev.vs_human("model")
-    panels: list[tuple[str, np.ndarray, Agreement]] = [("teacher", ev.teacher_labels, pooled)]
+    references: list[tuple[str, np.ndarray, Agreement]] = [("teacher", ev.teacher_labels, pooled)]
     if human is not None and ev.human is not None:
-        panels.append((f"human-derived target ({ev.human.kind})", ev.human.values, human[0]))
-    paths = []
-    for d, dim in enumerate(DIMENSIONS):
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), dpi=100, squeeze=False)
-        for ax, (name, ref, a) in zip(axes[0], panels, strict=True):
-            ax.scatter(ref[:, d], ev.predictions[:, d], s=8, alpha=0.6)
-            both = np.concatenate([ref[:, d], ev.predictions[:, d]])
-            lo, hi = float(both.min()), float(both.max())
-            ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
-            ax.set_title(f"{dim}: CCC = {a.ccc[d]:.3f}", fontsize=9)
-            ax.set_xlabel(name, fontsize=8)
-            ax.set_ylabel("model", fontsize=8)
-            ax.tick_params(labelsize=7)
-        fig.tight_layout()
-        path = folder / f"{PLOT_PREFIX}{dim}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+        references.append((f"human-derived target ({ev.human.kind})", ev.human.values, human[0]))
+    return [save_scatter(folder / f"{PLOT_PREFIX}{dim}.png",
+                         [Panel(ref[:, d], ev.predictions[:, d], name, "model", f"{dim}: CCC = {a.ccc[d]:.3f}")
+                          for name, ref, a in references])
+            for d, dim in enumerate(DIMENSIONS)]
 
 
 def check_report_folder(out: Path, *, overwrite: bool = False) -> None:

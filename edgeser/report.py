@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .drift import DriftResult
 from .metrics import DIMENSIONS
+from .plots import Panel, save_scatter
 
 __all__ = ["BuildFacts", "write_report", "scatter_plots"]
 
@@ -30,34 +29,15 @@ class BuildFacts:
 
 def scatter_plots(drift: DriftResult, variant: str, folder: Path) -> list[Path]:
     """One PNG per dimension: the variant against the float model (with y = x) and against the teacher."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
     q = drift.predictions[variant]
-    references = (("float", drift.predictions["float"]), ("teacher", drift.teacher))
     paths = []
     for d, dim in enumerate(DIMENSIONS):
         row = next(r for r in drift.rows if r.variant == variant and r.dimension == dim)
-        scores = {"float": row.ccc_quant_float, "teacher": row.ccc_quant_teacher}
-        fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.6), dpi=100)
-        for ax, (name, ref) in zip(axes, references, strict=True):
-            ax.scatter(ref[:, d], q[:, d], s=8, alpha=0.6, color="#1f77b4" if name == "float" else "#d62728")
-            finite = np.isfinite(q[:, d])
-            both = np.concatenate([ref[:, d], q[finite, d]]) if finite.any() else ref[:, d]
-            lo, hi = float(both.min()), float(both.max())
-            ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--")
-            ax.set_title(f"{dim}: CCC({variant}, {name}) = {scores[name]:.3f}", fontsize=9)
-            ax.set_xlabel(name, fontsize=8)
-            ax.set_ylabel(variant, fontsize=8)
-            ax.tick_params(labelsize=7)
-        fig.tight_layout()
-        path = folder / f"scatter_{variant}_{dim}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        paths.append(path)
+        panels = [Panel(drift.predictions["float"][:, d], q[:, d], "float", variant,
+                        f"{dim}: CCC({variant}, float) = {row.ccc_quant_float:.3f}"),
+                  Panel(drift.teacher[:, d], q[:, d], "teacher", variant,
+                        f"{dim}: CCC({variant}, teacher) = {row.ccc_quant_teacher:.3f}", color="#d62728")]
+        paths.append(save_scatter(folder / f"scatter_{variant}_{dim}.png", panels))
     return paths
 
 
