@@ -38,19 +38,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "__version__",
-    "load",
-    "Model",
-    "Result",
-    "DIMENSIONS",
-    "ccc",
-    "pearson",
-    "mae",
-    "agreement",
-    "EdgeserError",
-    "InputError",
-    "DriftError",
-    "ExportCheckError",
-    "OutputError",
-    "VerifyError",
+    "__version__", "load", "Model", "Result",
+    "DIMENSIONS", "ccc", "pearson", "mae", "agreement",
+    "EdgeserError", "InputError", "DriftError", "ExportCheckError", "OutputError", "VerifyError",
 ]
