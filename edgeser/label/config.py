@@ -94,8 +94,9 @@ class LabelConfig:
             return
         placement = resolve(self.device, self.precision)
         if self.gpus_per_worker and not placement.is_cuda:
-            raise InputError(f"--gpus-per-worker {self.gpus_per_worker:g}: no CUDA device is available here "
-                             "for a local Ray instance (torch sees none); join a cluster with --ray-address")
+            why = "with --device cpu" if self.device.strip().lower() == "cpu" else "no CUDA device is available here"
+            raise InputError(f"--gpus-per-worker {self.gpus_per_worker:g}: the teacher would run on the CPU ({why}); "
+                             "use --device auto or cuda, or join a cluster with --ray-address")
 
 
 @dataclass

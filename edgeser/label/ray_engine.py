@@ -34,7 +34,9 @@ __all__ = ["RayEngine", "TeacherActor", "ray_module", "BLOCK_FILES"]
 READ_TASKS_PER_WORKER = 2
 """Reading tasks in flight per teacher actor (they reserve no CPU: reading is light next to the teacher)."""
 BLOCK_FILES = 256
-"""Most files in one block of the dataset (fewer when the queue is short, so every worker gets blocks)."""
+"""Most files in one block of the dataset: results reach the driver (and the cache) a block at a time."""
+BLOCKS_PER_WORKER = 8
+"""Blocks per teacher actor at least, when the queue is short (blocks are then smaller, down to one batch)."""
 
 
 def ray_module() -> Any:
@@ -235,7 +237,7 @@ class RayEngine:
         """The queue as blocks in the object store (references only on the driver)."""
         import pyarrow as pa
 
-        size = max(FILES_PER_TASK, min(BLOCK_FILES, total // (READ_TASKS_PER_WORKER * self.config.workers)))
+        size = max(FILES_PER_TASK, min(BLOCK_FILES, total // (BLOCKS_PER_WORKER * self.config.workers)))
         refs = []
         for chunk in todo:
             for i in range(0, len(chunk), size):

@@ -27,6 +27,8 @@ __all__ = ["label", "file_sha256", "Engine"]
 
 QUEUE_CHUNK = 8192
 """Queued files handed to an engine at a time."""
+RECENT_FILES = 256
+"""Files whose labels are kept while the output is written (a memo for files listed more than once)."""
 
 
 def file_sha256(path: str | Path) -> str:
@@ -156,12 +158,14 @@ def _write(out: Path, plan: Plan, store: Cache, key: tuple[str, int, int], confi
            result: LabelResult) -> None:
     """Pass two: the labels of every listed row, in order, from the cache."""
     base = out.resolve().parent
-    last: tuple[str, list[list[float]] | None] = ("", None)
+    recent: dict[str, list[list[float]] | None] = {}  # a manifest often lists a few files many times
     with writing(out) as writer:
         for item, sha in plan.rows():
-            if sha != last[0]:
-                last = (sha, store.get(sha, *key))
-            values = last[1]
+            if sha not in recent:
+                if len(recent) >= RECENT_FILES:
+                    recent.clear()
+                recent[sha] = store.get(sha, *key)
+            values = recent[sha]
             if values is not None:
                 rows = file_rows(item, values, sha, key[0], base, config.window_seconds)
                 writer.write(rows)

@@ -26,7 +26,11 @@ class Teacher(Protocol):
     """Input rate in Hz (:data:`edgeser.runtime.spec.SAMPLING_RATE` for every teacher edgeser loads)."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (N, T) -> float32 (N, 3)."""
+        """float32 (N, T) -> float32 (N, 3).
+
+        A teacher with ``padding_aware = True`` also takes ``lengths`` (N,), the valid samples of each clip
+        in a zero-padded batch, and labels a padded clip as if it were alone.
+        """
         ...
 
 
