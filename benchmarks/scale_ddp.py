@@ -43,15 +43,17 @@ def _labels(folder: Path, speakers: int, clips: int) -> Path:
     return out
 
 
-def _config(epochs: int, batch_size: int, speakers: int) -> Any:
+def _config(epochs: int, batch_size: int, speakers: int, augment: bool = True) -> Any:
     from dataclasses import replace
 
+    from edgeser.augment import AugmentConfig
     from edgeser.defaults import default_student_path
     from edgeser.distill import config_of
 
     base = config_of(default_student_path())  # the default student's layout and augmentation
     return replace(base, epochs=epochs, batch_size=batch_size, threads=1, ema=0.0, init=None, teacher=None,
-                   val_speakers=[f"spk{speakers - 1}"], windows_per_epoch=None, window_seconds=None)
+                   val_speakers=[f"spk{speakers - 1}"], windows_per_epoch=None, window_seconds=None,
+                   augment=base.augment if augment else AugmentConfig.off())
 
 
 def _rates(history: list[dict[str, Any]], windows: int) -> list[float]:
@@ -59,14 +61,14 @@ def _rates(history: list[dict[str, Any]], windows: int) -> list[float]:
     return [windows / h["seconds"] for h in (history[1:] or history)]
 
 
-def _measure(speakers: int, clips: int, epochs: int, batch_size: int) -> dict[str, list[float]]:
+def _measure(speakers: int, clips: int, epochs: int, batch_size: int, augment: bool = True) -> dict[str, list[float]]:
     """Windows per second of each steady epoch, by setting."""
     from edgeser.distill import distill, distill_processes
 
     with tempfile.TemporaryDirectory(prefix="edgeser-scale-ddp-") as tmp:
         folder = Path(tmp)
         labels = _labels(folder, speakers, clips)
-        config = _config(epochs, batch_size, speakers)
+        config = _config(epochs, batch_size, speakers, augment)
         one = distill(labels, folder / "one" / "s.safetensors", config=config, device="cpu")
         two = distill_processes(2, labels, folder / "two" / "s.safetensors", config=config, device="cpu")
         return {ONE: _rates(one.history, one.train_windows), TWO: _rates(two.history, two.train_windows)}
@@ -92,11 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=16, help="windows per step and process")
     p.add_argument("--all", action="store_true", help="also print every steady epoch's windows/s")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train without augmentation (every step costs the same on every process)")
     args = p.parse_args(argv)
     print(f"{args.speakers} speakers x {args.clips} one-second windows (1 speaker held out), batch {args.batch_size} "
-          f"per process, {args.epochs} epochs (first not timed), 1 torch thread per process, gloo; "
+          f"per process, {args.epochs} epochs (first not timed), 1 torch thread per process, gloo, "
+          f"augmentation {'off' if args.no_augment else 'on'}; "
           f"{platform.machine()}, {os.cpu_count()} CPU(s)\n")
-    rates = _measure(args.speakers, args.clips, args.epochs, args.batch_size)
+    rates = _measure(args.speakers, args.clips, args.epochs, args.batch_size, not args.no_augment)
     rows = [(name, max(values)) for name, values in rates.items()]
     print("| setting | windows/s (fastest steady epoch) |" + (" every steady epoch |" if args.all else ""))
     print("|---|---:|" + ("---|" if args.all else ""))

@@ -63,12 +63,13 @@ def _distill(script: Path, labels: Path, out: Path, *extra: str) -> subprocess.C
 
 
 def _sha256(model: torch.nn.Module) -> str:
-    """sha256 of the weights and buffers by sorted name, batch-norm step counters left out (as checkpoints)."""
+    """sha256 of the weights and buffers by sorted name, batch-norm step counters left out (as checkpoints),
+    -0.0 as 0.0."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         if not name.endswith("num_batches_tracked"):
             h.update(name.encode())
-            h.update(tensor.detach().float().contiguous().numpy().tobytes())
+            h.update((tensor.detach().float() + 0.0).contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -121,11 +122,11 @@ def test_two_processes_differ_from_one(straight: Path, edgeser_script: Path, lab
     assert one["world_size"] == 1 and one["evaluated"] != _ranks(straight)[0]["evaluated"]
 
 
-def test_resume_continues_a_two_process_run_with_an_online_teacher(
+def test_resume_continues_a_two_process_run_with_an_online_teacher_and_ema(
     edgeser_script: Path, labels: Path, teacher_onnx: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "s.safetensors"
-    online = ("--teacher", str(teacher_onnx))  # each rank relabels its own augmented windows
+    online = ("--teacher", str(teacher_onnx), "--ema", "0.9")  # each rank relabels its own augmented windows
     first = _distill(edgeser_script, labels, out, "--nproc", "2", "--epochs", "1", *online)
     first_ranks = _checked(first, out)
     before = json.loads(torch.load(checkpoint_paths(out)[1], weights_only=True)["history"])
@@ -136,7 +137,8 @@ def test_resume_continues_a_two_process_run_with_an_online_teacher(
     assert [h["epoch"] for h in after] == [1, 2, 3] and after[0] == before[0]  # epoch 1 kept, 2 and 3 trained
     assert json.loads(models.read_metadata(checkpoint_paths(out)[0])["extra"])["epoch"] == 3
     assert ranks[0]["model"] != first_ranks[0]["model"] and len(state["ranks"]) == 2
-    assert json.loads(state["config"])["teacher"] == str(teacher_onnx)
+    assert json.loads(state["config"])["teacher"] == str(teacher_onnx) and "ema" in state
+    assert ranks[0]["model"] != ranks[0]["evaluated"]  # the saved (and agreed) weights are the moving average
 
 
 def test_an_external_torchrun_starts_the_same_run(straight: Path, edgeser_script: Path, labels: Path,

@@ -215,15 +215,24 @@ def sum_over_ranks(world: World, where: Placement, *values: float) -> list[float
     return [float(v) for v in t.cpu()]
 
 
-def follow_rank0(world: World, *modules: Any) -> None:
-    """Copy rank 0's buffers (and, for the moving average, everything) into the same modules of every rank."""
+def follow_rank0(world: World, model: Any, *averages: Any) -> None:
+    """Copy rank 0's buffers of ``model`` (its weights are the same everywhere) and everything of the moving
+    ``averages`` into the same tensors of every rank: one broadcast per dtype."""
     if not world.distributed:
         return
+    import torch
     import torch.distributed as dist
 
-    for module in modules:
-        for tensor in module.state_dict().values():  # the same storage as the module's tensors
-            dist.broadcast(tensor, src=0)
+    tensors = list(model.buffers())
+    tensors += [t for average in averages for t in average.state_dict().values()]  # the modules' own storage
+    groups: dict[tuple[Any, Any], list[Any]] = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
+    for group in groups.values():
+        flat = torch.cat([t.detach().reshape(-1) for t in group])
+        dist.broadcast(flat, src=0)
+        for t, part in zip(group, flat.split([t.numel() for t in group]), strict=True):
+            t.detach().copy_(part.view_as(t))
 
 
 def barrier(world: World) -> None:
@@ -247,13 +256,14 @@ def gather(world: World, value: Any) -> list[Any]:
 
 def fingerprint(model: Any) -> str:
     """sha256 of a model's weights and buffers as a checkpoint stores them (by sorted name; the batch-norm
-    step counters, which checkpoints leave out, are left out)."""
+    step counters, which checkpoints leave out, are left out; -0.0 counts as 0.0, which a moving average of a
+    constant buffer turns it into)."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         if name.endswith("num_batches_tracked"):
             continue
         h.update(name.encode())
-        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        h.update((tensor.detach().float().cpu() + 0.0).contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
