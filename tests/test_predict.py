@@ -338,3 +338,24 @@ def test_on_a_terminal_predict_prints_a_table_with_the_words_and_the_footnote(bu
         assert f"{getattr(result, dim):.3f} {result.bands[dim]}" in row
     assert "Words: arousal" in text and "calm <= " in text
     assert "The bands were not measured on this model (bundle)" in text  # a bundle of another model
+
+
+def test_a_manifest_input_spec_that_differs_from_the_model_is_refused(tmp_path):
+    """The manifest's input spec is checked against the spec the model file carries itself."""
+    import torch
+
+    from edgeser.export.onnx import export
+    from edgeser.models import create_model
+    from edgeser.recipe import load_recipe
+    from edgeser.runtime.spec import InputSpec
+
+    torch.manual_seed(0)
+    art = export(create_model("wav2small"), tmp_path / "m.onnx", recipe=load_recipe("rpi"),
+                 spec=InputSpec(window_samples=SR))
+    bundle = tiny_bundle(tmp_path / "b", model=art.path.read_bytes())
+    assert open_model(bundle).spec.window_samples == SR
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["input"]["sampling_rate"] = 8_000
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="input spec differs from the model's own metadata: sampling_rate"):
+        open_model(bundle)

@@ -64,12 +64,20 @@ def open_model(path: str | Path, *, threads: int | None = 1, backend: str | None
         model, chosen = path, sniff_backend(path)
         threads = threads or 1
     chosen = backend or chosen
+    runner: Runner
     if chosen == "onnx":
         from . import onnx
 
-        return onnx.load(model, threads=threads)
-    if chosen == "litert":
+        runner = onnx.load(model, threads=threads)
+    elif chosen == "litert":
         from . import litert  # the manifest's spec covers files whose metadata a compiler dropped
 
-        return litert.load(model, threads=threads, spec=spec, edgetpu=edgetpu)
-    raise ValueError(f"unknown backend '{chosen}' (supported: {', '.join(BACKENDS)})")
+        runner = litert.load(model, threads=threads, spec=spec, edgetpu=edgetpu)
+    else:
+        raise ValueError(f"unknown backend '{chosen}' (supported: {', '.join(BACKENDS)})")
+    if spec is not None and getattr(runner, "own_spec", False) and runner.spec != spec:
+        from .integrity import BundleError
+
+        raise BundleError(path, ["manifest's input spec differs from the model's own metadata: "
+                                 + ", ".join(k for k, v in spec.to_dict().items() if runner.spec.to_dict()[k] != v)])
+    return runner

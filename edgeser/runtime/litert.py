@@ -202,7 +202,9 @@ class LiteRTRunner:
             raise ValueError(f"{path}: not a loadable TFLite model ({str(exc).splitlines()[0][:200]})") from None
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
-        if spec is not None and MODEL_METADATA_KEY not in meta:
+        self.own_spec = MODEL_METADATA_KEY in meta
+        """True when the spec comes from the model file's own metadata (not the manifest or defaults)."""
+        if spec is not None and not self.own_spec:
             meta = {**meta, MODEL_METADATA_KEY: spec.to_json().encode("utf-8")}
         self.spec = self._spec(meta)
         self.engine = engine

@@ -80,6 +80,8 @@ class OnnxRunner:
             spec = InputSpec(input_name=self.session.get_inputs()[0].name,
                              output_name=self.session.get_outputs()[0].name)
         self.spec = spec
+        self.own_spec = MODEL_METADATA_KEY in meta
+        """True when the spec comes from the model file's own metadata (not defaults)."""
         self.path = Path(path)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
