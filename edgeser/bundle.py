@@ -94,24 +94,24 @@ def replace_outputs(pairs: list[tuple[Path, Path]]) -> None:
     """
     aside: list[tuple[Path, Path]] = []
     placed: list[tuple[Path, Path]] = []
+    current = pairs[0][1] if pairs else Path(".")
     try:
-        for _, dest in pairs:
-            if dest.exists() or dest.is_symlink():
-                backup = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-                os.replace(dest, backup)
-                aside.append((backup, dest))
-        for new, dest in pairs:
+        for _, current in pairs:
+            if current.exists() or current.is_symlink():
+                backup = current.with_name(f".{current.name}.old-{os.getpid()}")
+                os.replace(current, backup)
+                aside.append((backup, current))
+        for new, current in pairs:
             if new.is_dir():
                 os.chmod(new, DIR_MODE)  # mkdtemp made it private to its owner
-            os.replace(new, dest)
-            placed.append((new, dest))
+            os.replace(new, current)
+            placed.append((new, current))
     except OSError as exc:
         for new, dest in placed:  # back where they came from, for their owner to clean up
             os.replace(dest, new)
         for backup, dest in aside:
             os.replace(backup, dest)
-        failed = pairs[len(placed)][1] if len(placed) < len(pairs) else pairs[-1][1]
-        raise OutputError(f"cannot move the finished output into place ({exc.strerror})", path=failed) from None
+        raise OutputError(f"cannot move the finished output into place ({exc.strerror})", path=current) from None
     for backup, _ in aside:
         _remove(backup)
 

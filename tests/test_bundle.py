@@ -256,8 +256,9 @@ def test_replace_outputs_puts_everything_back_when_a_move_fails(tmp_path):
     new_dir.mkdir()
     (new_dir / "keep").write_text("new")
     missing_tar = tmp_path / "never-written.tar.gz"
-    with pytest.raises(OutputError, match="cannot move"):
+    with pytest.raises(OutputError, match="cannot move") as err:
         replace_outputs([(new_dir, old_dir), (missing_tar, old_tar)])
+    assert err.value.path == old_tar  # the output whose move failed
     assert (old_dir / "keep").read_text() == "old" and old_tar.read_text() == "old archive"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "out", "out.tar.gz"]
     new_tar = tmp_path / "new.tar.gz"
