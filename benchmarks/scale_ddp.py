@@ -16,6 +16,16 @@ divided by that time. The first epoch (warm-up) is left out and the fastest of t
 a machine shared with other work, the least disturbed epoch is the closest to what the code can do (the
 ``--all`` flag prints every epoch). Process start-up (about ten seconds for two processes: each imports
 torch and reads the audio) is not in the figure.
+
+``--why`` also times one training step of the same student on a fixed batch (no data, no augmentation), in
+one process and in each of two DDP processes: wall-clock and CPU seconds per step, and the gradient
+all-reduce alone. CPU per step equal in both settings while the wall-clock per step grows says that the
+processes waited (for each other, or for a core taken by other work), not that DDP added work.
+
+``--why`` also times one training step of the same student on a fixed batch (no data, no augmentation), in
+one process and in each of two DDP processes: wall-clock and CPU seconds per step, and the gradient
+all-reduce alone. CPU per step equal in both settings while the wall-clock per step grows says that the
+processes waited (for each other, or for a core taken by other work), not that DDP added work.
 """
 
 from __future__ import annotations
@@ -87,6 +97,74 @@ def ddp_rows(*, speakers: int = 8, clips: int = 48, epochs: int = 8, batch_size:
     return [(name, max(values)) for name, values in rates.items()]
 
 
+STEPS = 30
+"""Timed steps per setting of ``--why`` (after 5 untimed ones)."""
+
+
+def _step_times(batch_size: int) -> dict[str, float]:
+    """Seconds per training step (wall, CPU) and per gradient all-reduce, in this process (a DDP rank when
+    torchrun's variables are set)."""
+    import time
+
+    import torch
+
+    from edgeser import models
+    from edgeser.distill.ddp import world_from_env
+
+    world, config = world_from_env(), _config(1, batch_size, 2)
+    torch.set_num_threads(1)
+    if world.distributed:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        dist.init_process_group("gloo")
+    torch.manual_seed(0)
+    model = models.create_model(config.student, **config.student_config)
+    params = [p for p in model.parameters() if p.requires_grad]
+    net = DistributedDataParallel(model, forward_sync_buffers=False) if world.distributed else model
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    x, y = torch.randn(batch_size, 16_000), torch.rand(batch_size, 3)
+
+    def step() -> None:
+        loss = ((net(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def timed(fn: Any) -> tuple[float, float]:
+        for _ in range(5):
+            fn()
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(STEPS):
+            fn()
+        return (time.perf_counter() - wall) / STEPS, (time.process_time() - cpu) / STEPS
+
+    wall, cpu = timed(step)
+    out = {"step wall s": wall, "step CPU s": cpu, "trainable parameters": float(sum(p.numel() for p in params))}
+    if world.distributed:
+        grads = torch.randn(int(out["trainable parameters"]))
+        out["all-reduce wall s"] = timed(lambda: dist.all_reduce(grads))[0]
+        dist.destroy_process_group()
+    return out
+
+
+def _why(batch_size: int) -> None:
+    import uuid
+
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    launch = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=2, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, start_method="spawn")
+    rows = {"1 process": _step_times(batch_size)}
+    rows.update({f"DDP rank {r}": v for r, v in elastic_launch(launch, _step_times)(batch_size).items()})
+    print(f"\none training step, batch {batch_size} x 1 s, fixed input ({STEPS} steps):\n")
+    print("| process | step wall ms | step CPU ms | all-reduce ms |")
+    print("|---|---:|---:|---:|")
+    for name, v in rows.items():
+        reduce = f"{1000 * v['all-reduce wall s']:.1f}" if "all-reduce wall s" in v else "-"
+        print(f"| {name} | {1000 * v['step wall s']:.1f} | {1000 * v['step CPU s']:.1f} | {reduce} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--speakers", type=int, default=8)
@@ -94,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=16, help="windows per step and process")
     p.add_argument("--all", action="store_true", help="also print every steady epoch's windows/s")
+    p.add_argument("--why", action="store_true", help="also time one step and one all-reduce in each setting")
     p.add_argument("--no-augment", action="store_true",
                    help="train without augmentation (every step costs the same on every process)")
     args = p.parse_args(argv)
@@ -109,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         every = " " + ", ".join(f"{v:.0f}" for v in rates[name]) + " |" if args.all else ""
         print(f"| {name} | {value:.1f} |{every}")
     print(f"\nspeed-up: {rows[1][1] / rows[0][1]:.2f}x")
+    if args.why:
+        _why(args.batch_size)
     return 0
 
 
