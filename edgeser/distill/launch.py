@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import uuid
@@ -35,8 +36,10 @@ _QUIET_LOGGERS = ("torch.distributed.elastic", "torch.multiprocessing", "torch.d
 
 @contextmanager
 def _quiet_launcher() -> Iterator[None]:
-    """The launcher's own log lines (rendezvous, worker exit reports) are hidden: errors are reported as one line."""
-    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    """The launcher's own log lines (rendezvous, worker exit reports, signals) are hidden: errors are reported
+    as one line. (Call it once the launcher is imported: its loggers set their own levels.)"""
+    names = [name for name in list(logging.root.manager.loggerDict) if name.startswith(_QUIET_LOGGERS)]
+    loggers = [logging.getLogger(name) for name in {*_QUIET_LOGGERS, *names}]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL)
@@ -114,7 +117,8 @@ def _rank_main(labels: str, out: str, config: dict[str, Any], resume: bool, devi
         report = {"rank": rank, "kind": type(exc).__name__, "message": exc.message}
         (Path(folder) / f"rank{rank}.json").write_text(json.dumps(report), encoding="utf-8")
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C reaches every process; the launcher passes it on once more
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         sys.exit(130)
 
 
