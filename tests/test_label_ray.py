@@ -230,3 +230,33 @@ def test_without_an_address_a_local_instance_is_started_and_stopped(tmp_path: Pa
     while _gcs_servers() > before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _gcs_servers() == before  # the instance it started is gone
+
+
+class _Interrupt:
+    """A progress reporter that presses Ctrl-C once the first batch of results is stored."""
+
+    def start(self, description: str, total: int | None = None, *, info: str = "") -> int:
+        return 0
+
+    def advance(self, task: int, amount: int = 1, *, info: str | None = None) -> None:
+        raise KeyboardInterrupt
+
+    def note(self, task: int, info: str) -> None:
+        pass
+
+    def finish(self, task: int) -> None:
+        pass
+
+
+def test_an_interrupted_ray_run_leaves_ray_and_resumes_from_the_cache(tmp_path: Path, cluster, corpus: Path,
+                                                                      teacher_onnx: Path) -> None:
+    items = list_audio(corpus)
+    config = LabelConfig(window_seconds=0.5, device="cpu", engine="ray", ray_address=cluster.address, workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        label(items, str(teacher_onnx), tmp_path / "l.csv", config=config, progress=_Interrupt())
+    assert not ray.is_initialized() and not (tmp_path / "l.csv").exists()
+    stored = _stored(tmp_path / "l.csv.cache.sqlite")
+    assert 0 < stored < len(items)
+    resumed = label(items, str(teacher_onnx), tmp_path / "l.csv", config=config)
+    assert resumed.cached_files == stored and resumed.teacher_windows == 2 * (len(items) - stored)
+    assert sum(n.remaining_processes_alive() for n in cluster.list_all_nodes()) == 2  # the cluster runs on
