@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["DEVICE_CHOICES", "PRECISIONS", "Placement", "resolve", "autocast", "onnx_providers"]
+__all__ = ["DEVICE_CHOICES", "PRECISIONS", "Placement", "check_words", "resolve", "autocast", "onnx_providers"]
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -53,6 +53,21 @@ def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def check_words(device: str, precision: str = "fp32", *, option: str = "--device") -> re.Match[str]:
+    """Check that a device and a precision are words edgeser accepts, without looking for CUDA (for a request
+    that another machine, such as a Ray cluster's node, will resolve).
+
+    Raises:
+        InputError: an unknown device or precision.
+    """
+    match = _DEVICE.fullmatch(str(device).strip().lower())
+    if match is None:
+        raise InputError(f"{option} must be {DEVICE_CHOICES}, got {device!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return match
+
+
 def resolve(device: str = "auto", precision: str = "fp32", *, option: str = "--device") -> Placement:
     """Resolve a device and precision request.
 
@@ -63,12 +78,8 @@ def resolve(device: str = "auto", precision: str = "fp32", *, option: str = "--d
         InputError: an unknown device or precision, a CUDA device this machine does not have, or a
             reduced precision on the CPU.
     """
-    text = str(device).strip().lower()
-    match = _DEVICE.fullmatch(text)
-    if match is None:
-        raise InputError(f"{option} must be {DEVICE_CHOICES}, got {device!r}")
-    if precision not in PRECISIONS:
-        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    match = check_words(device, precision, option=option)
+    text = match.group(0)
     count = _cuda_count() if text != "cpu" else 0
     if text == "auto":
         text = "cuda:0" if count else "cpu"

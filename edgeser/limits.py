@@ -74,6 +74,8 @@ SNR_DB = Range(-20.0, 30.0)
 """Lowest signal-to-noise ratio of added noise, in dB (the highest is 30)."""
 SEED = Range(0, 2**32 - 1)
 """Random seed (numpy's and torch's generators both take it)."""
+GPUS_PER_WORKER = Range(0.0, 64.0)
+"""GPUs each Ray teacher actor reserves (a fraction shares one GPU between actors)."""
 
 LABEL: Mapping[str, Range] = {"window_seconds": WINDOW_SECONDS, "hop_seconds": HOP_SECONDS,
                               "batch_size": BATCH_SIZE, "workers": WORKERS, "threads": THREADS}

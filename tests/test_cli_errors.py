@@ -31,7 +31,8 @@ def test_help_lists_commands():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["label"], "error: Missing argument 'audio'. (see 'edgeser label --help')"),
+    (["verify"], "error: Missing argument 'bundle'. (see 'edgeser verify --help')"),
+    (["label"], "error: nothing to label: give AUDIO (files, folders, list files) or --manifest"),
     (["predict", "--model", "m.onnx", "a.wav", "--thread", "2"], "error: No such option: --thread"),
     (["lable", "x.wav"], "error: No such command 'lable'. Did you mean 'label'? (see 'edgeser --help')"),
     (["--bogus"], "error: No such option: --bogus (see 'edgeser --help')"),

@@ -82,7 +82,8 @@ def label(
     ray_address: Annotated[str | None, typer.Option(help="With --engine ray: the cluster to join and leave running "
                                                     "(auto, ray://host:port); default: start a local Ray instance "
                                                     "and stop it at the end.")] = None,
-    gpus_per_worker: Annotated[float, typer.Option(min=0.0, help="With --engine ray: GPUs each teacher actor "
+    gpus_per_worker: Annotated[float, typer.Option(min=L.GPUS_PER_WORKER.lo, max=L.GPUS_PER_WORKER.hi,
+                                                   help="With --engine ray: GPUs each teacher actor "
                                                    "reserves (fractions share one).")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +14,6 @@ PARALLEL = ("process", "thread")
 """Kinds of local workers."""
 ENGINES = ("local", "ray")
 """Where the work runs: this machine's workers, or a Ray cluster (``pip install 'edgeser[ray]'``)."""
-MAX_GPUS_PER_WORKER = 64.0
-"""Most GPUs one teacher actor may reserve."""
-_DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
 
 
 @dataclass
@@ -73,8 +69,8 @@ class LabelConfig:
             InputError: a number out of range, an unknown --parallel, --engine, --device or --precision, a
                 device this machine lacks, or Ray options without ``--engine ray``.
         """
-        from ..devices import DEVICE_CHOICES, PRECISIONS, resolve
-        from ..limits import LABEL, check
+        from ..devices import check_words, resolve
+        from ..limits import GPUS_PER_WORKER, LABEL, check
 
         check(self, LABEL)
         if self.parallel not in PARALLEL:
@@ -83,14 +79,11 @@ class LabelConfig:
             raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.engine != "ray" and (self.ray_address is not None or self.gpus_per_worker):
             raise InputError("--ray-address and --gpus-per-worker need --engine ray")
-        if not 0 <= self.gpus_per_worker <= MAX_GPUS_PER_WORKER:
-            raise InputError(f"--gpus-per-worker must be in [0, {MAX_GPUS_PER_WORKER:g}], "
+        if self.gpus_per_worker not in GPUS_PER_WORKER:
+            raise InputError(f"--gpus-per-worker must be in [{GPUS_PER_WORKER.lo:g}, {GPUS_PER_WORKER.hi:g}], "
                              f"got {self.gpus_per_worker:g}")
         if self.engine == "ray" and self.ray_address is not None:  # the actors resolve it on their nodes
-            if not _DEVICE.fullmatch(self.device.strip().lower()):
-                raise InputError(f"--device must be {DEVICE_CHOICES}, got {self.device!r}")
-            if self.precision not in PRECISIONS:
-                raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            check_words(self.device, self.precision)
             return
         placement = resolve(self.device, self.precision)
         if self.gpus_per_worker and not placement.is_cuda:
