@@ -235,15 +235,10 @@ def to_adv(model: ReferenceTeacher, scores: np.ndarray, temperature: float = 1.0
 
 
 def fit_temperature(scores: np.ndarray, cats: list[str]) -> float:
-    """Temperature minimising the negative log-likelihood of out-of-fold logits (grid search)."""
-    y = np.array([CATEGORIES.index(c) for c in cats])
-    best = (np.inf, 1.0)
-    for t in np.exp(np.linspace(np.log(0.5), np.log(5.0), 60)):
-        z = scores / t
-        z = z - z.max(axis=1, keepdims=True)
-        nll = float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
-        best = min(best, (nll, float(t)))
-    return best[1]
+    """The softmax temperature that fits the category targets best (the shipped teacher's trainer's rule)."""
+    from common import tool
+
+    return tool("train_functionals_teacher").fit_temperature(scores, cats)
 
 
 def run_folds(
@@ -327,27 +322,10 @@ def load_parts(folders: list[Path]) -> tuple[np.ndarray, np.ndarray, dict[str, t
 
 
 def export(model: nn.Module, out: Path, report: dict[str, object], *, name: str = "edgeser reference teacher") -> None:
-    """Export a teacher to ONNX (input ``waveform`` (N, T), output ``adv`` (N, 3)) with the parity check,
-    its cross-validation ``report`` and ``name`` in the metadata; written to a temporary name, then renamed."""
-    from edgeser.export.onnx import export as export_onnx
-    from edgeser.export.onnx import set_metadata
-    from edgeser.recipe import load_recipe
-    from edgeser.runtime.engine import InputSpec
+    """Export a teacher to ONNX with its cross-validation report, as the shipped teacher's trainer does."""
+    from common import tool
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    spec = InputSpec(window_samples=WINDOW_SAMPLES)
-    export_onnx(model, tmp, recipe=load_recipe("rpi"), spec=spec)
-    set_metadata(
-        tmp,
-        spec,
-        {
-            "model": name,
-            "targets": "NRC VAD Lexicon v1.0 category words",
-            "cross_validation": json.dumps(report),
-        },
-    )
-    tmp.replace(out)
+    tool("train_functionals_teacher").export(model, out, report, name=name)
 
 
 def main(argv: list[str] | None = None) -> int:
