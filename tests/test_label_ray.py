@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,8 +38,8 @@ ACTOR = b"MapWorker(MapBatches(TeacherActor))"
 """What Ray writes into the command line of a teacher actor's process."""
 
 
-@pytest.fixture(scope="module")
-def cluster():
+def _two_nodes():
+    """A real two-node Ray cluster on this machine, one CPU each."""
     from ray.cluster_utils import Cluster
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -48,6 +51,17 @@ def cluster():
         if ray.is_initialized():
             ray.shutdown()
         c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    yield from _two_nodes()
+
+
+@pytest.fixture
+def fresh_cluster():
+    """A cluster of its own, for a test that must not inherit what earlier tests (a killed actor) left."""
+    yield from _two_nodes()
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -248,15 +262,42 @@ class _Interrupt:
         pass
 
 
-def test_an_interrupted_ray_run_leaves_ray_and_resumes_from_the_cache(tmp_path: Path, cluster, corpus: Path,
+INTERRUPTED_RUN = """
+import sys
+import ray
+from test_label_ray import _Interrupt
+from edgeser.audio import list_audio
+from edgeser.label import LabelConfig, label
+corpus, teacher, out, address = sys.argv[1:]
+config = LabelConfig(window_seconds=0.5, device="cpu", engine="ray", ray_address=address, workers=2)
+try:
+    label(list_audio(corpus), teacher, out, config=config, progress=_Interrupt())
+except KeyboardInterrupt:
+    print("interrupted; ray connected:", ray.is_initialized())
+"""
+"""A run that presses Ctrl-C once the first batch is stored (the reporter raises it)."""
+
+
+def test_an_interrupted_ray_run_leaves_ray_and_resumes_from_the_cache(tmp_path: Path, fresh_cluster, corpus: Path,
                                                                       teacher_onnx: Path) -> None:
+    cluster = fresh_cluster
     items = list_audio(corpus)
-    config = LabelConfig(window_seconds=0.5, device="cpu", engine="ray", ray_address=cluster.address, workers=2)
-    with pytest.raises(KeyboardInterrupt):
-        label(items, str(teacher_onnx), tmp_path / "l.csv", config=config, progress=_Interrupt())
-    assert not ray.is_initialized() and not (tmp_path / "l.csv").exists()
+    # Each run in a process of its own, as a user's runs are (Ray keeps per-process state across connections).
+    interrupted = subprocess.run([sys.executable, "-c", INTERRUPTED_RUN, str(corpus), str(teacher_onnx),
+                                  str(tmp_path / "l.csv"), cluster.address], capture_output=True, text=True,
+                                 timeout=300, cwd=Path(__file__).parent)
+    assert interrupted.returncode == 0 and "interrupted; ray connected: False" in interrupted.stdout, \
+        interrupted.stdout + interrupted.stderr
+    assert not (tmp_path / "l.csv").exists()
     stored = _stored(tmp_path / "l.csv.cache.sqlite")
     assert 0 < stored < len(items)
-    resumed = label(items, str(teacher_onnx), tmp_path / "l.csv", config=config)
-    assert resumed.cached_files == stored and resumed.teacher_windows == 2 * (len(items) - stored)
+    # The user runs the command again: a new process (as after Ctrl-C), joining the same cluster.
+    run = subprocess.run([sys.executable, "-c", "from edgeser.cli import app; app()", "label", str(corpus),
+                          "--teacher", str(teacher_onnx), "--out", str(tmp_path / "l.csv"), "--window-seconds",
+                          "0.5", "--device", "cpu", "--engine", "ray", "--ray-address", cluster.address,
+                          "--workers", "2", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    summary = re.search(r"\((\d+) file\(s\) from the cache, teacher ran on (\d+) window\(s\)\)", run.stdout)
+    assert summary is not None, run.stdout
+    assert int(summary[1]) == stored and int(summary[2]) == 2 * (len(items) - stored)
     assert sum(n.remaining_processes_alive() for n in cluster.list_all_nodes()) == 2  # the cluster runs on

@@ -223,8 +223,9 @@ class RayEngine:
                                    "hop": hop, "batch_size": config.batch_size},
         )
         bar, t0, done = progress.start("labelling", total), time.monotonic(), 0
+        batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
         try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for batch in batches:
                 done += self._store(batch, keep)
                 progress.advance(bar, len(batch["path"]),
                                  info=f"{done / max(time.monotonic() - t0, 1e-9):.1f} files/s")
@@ -232,6 +233,10 @@ class RayEngine:
             raise
         except Exception as exc:
             raise _edgeser_error(exc) or exc from None
+        finally:  # stop the pipeline's executor now, not when the iterator is collected (after a later run began)
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     def _blocks(self, todo: Iterable[list[tuple[str, str]]], total: int) -> list[Any]:
         """The queue as blocks in the object store (references only on the driver)."""
