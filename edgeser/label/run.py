@@ -31,9 +31,8 @@ RECENT_FILES = 256
 """Files whose labels are kept while the output is written (a memo for files listed more than once)."""
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return sha256_file(Path(path))
+file_sha256 = sha256_file
+"""Hex sha256 of a file's bytes (the public name ``edgeser.label`` has always offered; one implementation)."""
 
 
 class Engine(Protocol):
