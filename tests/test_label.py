@@ -622,3 +622,23 @@ def test_parquet_labels_are_checked_like_csv(tmp_path: Path, items: list[AudioIt
         pq.write_table(bad, path)
         with pytest.raises(InputError, match=message):
             read_labels(path)
+
+
+def test_a_stopped_ray_run_waits_for_ray_datas_pulling_threads_before_leaving_ray() -> None:
+    """A pulling thread that calls into Ray after ``ray.shutdown()`` ends the process with exit 1 (seen in CI)."""
+    import threading
+    import time
+
+    from edgeser.label.ray_engine import PULL_THREADS, _wait_for_pull_threads
+
+    before = set(threading.enumerate())
+    done = threading.Event()
+    other = threading.Thread(target=done.wait, name="a-poller-that-lives-on", daemon=True)
+    puller = threading.Thread(target=time.sleep, args=(0.3,), name=PULL_THREADS, daemon=True)
+    other.start()
+    puller.start()
+    t0 = time.monotonic()
+    _wait_for_pull_threads(before, timeout=5.0)
+    assert not puller.is_alive()
+    assert other.is_alive() and time.monotonic() - t0 < 2.0  # threads of other names are not waited for
+    done.set()

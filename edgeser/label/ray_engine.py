@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -37,6 +38,23 @@ BLOCK_FILES = 256
 """Most files in one block of the dataset: results reach the driver (and the cache) a block at a time."""
 BLOCKS_PER_WORKER = 8
 """Blocks per teacher actor at least, when the queue is short (blocks are then smaller, down to one batch)."""
+PULL_THREADS = "iter_threaded"
+"""The name Ray Data gives the threads that pull and format a dataset's batches for its iterator."""
+PULL_THREADS_WAIT_S = 10.0
+"""The longest a stopped run waits for those threads to end (they end within milliseconds once stopped)."""
+
+
+def _wait_for_pull_threads(before: set[threading.Thread], timeout: float = PULL_THREADS_WAIT_S) -> None:
+    """Wait until the batch-pulling threads started since ``before`` have ended.
+
+    Closing the iterator only asks them to stop; one may still be fetching a block. A thread that calls into
+    Ray after ``ray.shutdown()`` ends the whole process at once with exit code 1 (Ray's core worker quits),
+    losing the run's own exit code and message, so Ray is left only once they are gone.
+    """
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread not in before and thread.name == PULL_THREADS:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def ray_module() -> Any:
@@ -223,6 +241,7 @@ class RayEngine:
                                    "hop": hop, "batch_size": config.batch_size},
         )
         bar, t0, done = progress.start("labelling", total), time.monotonic(), 0
+        before = set(threading.enumerate())
         batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
         try:
             for batch in batches:
@@ -237,6 +256,7 @@ class RayEngine:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()
+            _wait_for_pull_threads(before)
 
     def _blocks(self, todo: Iterable[list[tuple[str, str]]], total: int) -> list[Any]:
         """The queue as blocks in the object store (references only on the driver)."""
