@@ -11,9 +11,11 @@ from .export import Artefact
 from .metrics import DIMENSIONS, ccc, mae, pearson
 from .recipe import DriftConfig
 
-__all__ = ["DriftRow", "DriftResult", "predict_all", "evaluate"]
+__all__ = ["CONDITIONS", "DriftRow", "DriftResult", "check", "predict_all", "evaluate"]
 
 EVAL_BATCH = 16
+CONDITIONS = ("ccc_drop", "ccc_vs_float")
+"""The gate's two conditions, per variant and dimension (:func:`check` judges each)."""
 
 
 @dataclass
@@ -73,6 +75,24 @@ def predict_all(artefact: Artefact, windows: np.ndarray, *, threads: int = 1) ->
     return np.concatenate([runner.predict(windows[i:i + EVAL_BATCH]) for i in range(0, len(windows), EVAL_BATCH)])
 
 
+def check(row: DriftRow, name: str, budget: DriftConfig) -> tuple[bool, str]:
+    """Whether one of the gate's :data:`CONDITIONS` holds for a row, and the sentence that says so with its numbers.
+
+    The one statement of the gate on the host: the build's verdict and report, ``edgeser drift``, and the JSON and
+    JUnit outputs all read it. A NaN figure fails its condition.
+    """
+    if name == "ccc_drop":
+        limit = budget.max_ccc_drop
+        ok = row.drop <= limit
+        return ok, (f"|CCC({row.variant}, teacher) - CCC(float, teacher)| = {row.drop:.4f} "
+                    f"{'<=' if ok else '>'} {limit:g}")
+    if name == "ccc_vs_float":
+        limit = budget.min_ccc_vs_float
+        ok = row.ccc_quant_float >= limit
+        return ok, f"CCC({row.variant}, float) = {row.ccc_quant_float:.4f} {'>=' if ok else '<'} {limit:g}"
+    raise ValueError(f"unknown drift condition {name!r} (known: {', '.join(CONDITIONS)})")
+
+
 def _row(variant: str, d: int, fl: np.ndarray, q: np.ndarray, teacher: np.ndarray, budget: DriftConfig) -> DriftRow:
     finite = bool(np.isfinite(q[:, d]).all())
     cf = float(ccc(fl[:, d], teacher[:, d])[0])
@@ -84,11 +104,7 @@ def _row(variant: str, d: int, fl: np.ndarray, q: np.ndarray, teacher: np.ndarra
     if not finite:
         row.reasons.append("non-finite output")
     else:
-        if row.drop > budget.max_ccc_drop:
-            row.reasons.append(f"|CCC({variant}, teacher) - CCC(float, teacher)| = {row.drop:.4f} "
-                               f"> {budget.max_ccc_drop:g}")
-        if cqf < budget.min_ccc_vs_float:
-            row.reasons.append(f"CCC({variant}, float) = {cqf:.4f} < {budget.min_ccc_vs_float:g}")
+        row.reasons.extend(message for ok, message in (check(row, name, budget) for name in CONDITIONS) if not ok)
     row.passed = not row.reasons
     return row
 

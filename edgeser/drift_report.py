@@ -12,34 +12,18 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from .drift import DriftResult, DriftRow
+from .drift import CONDITIONS, DriftResult, check
 from .errors import OutputError
 from .fileio import replacing
 
-__all__ = ["CONDITIONS", "drift_json", "junit_xml", "write_machine_reports"]
-
-CONDITIONS = ("ccc_drop", "ccc_vs_float")
-"""The gate's two conditions, per variant and dimension."""
-
-
-def _condition(row: DriftRow, name: str, budget: dict[str, float]) -> tuple[bool, str]:
-    """Whether one condition holds for one row, and the sentence that says so with the numbers."""
-    if name == "ccc_drop":
-        limit = budget["max_ccc_drop"]
-        ok = row.drop <= limit
-        return ok, (f"|CCC({row.variant}, teacher) - CCC(float, teacher)| = |{row.ccc_quant_teacher:.4f} - "
-                    f"{row.ccc_float_teacher:.4f}| = {row.drop:.4f} {'<=' if ok else '>'} {limit:g}")
-    limit = budget["min_ccc_vs_float"]
-    ok = row.ccc_quant_float >= limit
-    return ok, f"CCC({row.variant}, float) = {row.ccc_quant_float:.4f} {'>=' if ok else '<'} {limit:g}"
-
+__all__ = ["drift_json", "junit_xml", "write_machine_reports"]
 
 def drift_json(drift: DriftResult, *, target: str, shipped: str) -> dict[str, Any]:
     """The drift table and verdict as plain JSON (the verdict is the shipped variant's)."""
     budget = drift.to_dict()["budget"]
     rows = []
     for r in drift.rows:
-        conditions = {name: dict(zip(("passed", "message"), _condition(r, name, budget), strict=True))
+        conditions = {name: dict(zip(("passed", "message"), check(r, name, drift.budget), strict=True))
                       for name in CONDITIONS}
         rows.append({"variant": r.variant, "dimension": r.dimension, "shipped": r.variant == shipped,
                      "ccc_float_teacher": r.ccc_float_teacher, "ccc_quant_teacher": r.ccc_quant_teacher,

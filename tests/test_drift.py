@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeser.drift import EVAL_BATCH, DriftResult, DriftRow, _row, evaluate
+from edgeser.drift import CONDITIONS, EVAL_BATCH, DriftResult, DriftRow, _row, check, evaluate
 from edgeser.export import Artefact
 from edgeser.metrics import DIMENSIONS, ccc
 from edgeser.recipe import DriftConfig
@@ -209,3 +209,23 @@ def test_evaluate_runs_each_artefact_through_the_runtime_and_gates_each_variant(
     assert all(r.ccc_float_teacher == pytest.approx(1.0, abs=1e-6) for r in result.rows)
     loose = evaluate(arts[0], arts[1:], windows, t, budget=DriftConfig(max_ccc_drop=0.05, min_ccc_vs_float=0.9))
     assert loose.passed
+
+
+def test_the_json_and_junit_outputs_state_the_gate_in_the_reports_words():
+    """One statement of the gate: a failing condition's JSON/JUnit message is the report's reason, word for word."""
+    from edgeser.drift_report import drift_json
+
+    t = _teacher()
+    fl = t + _orthogonal_noise(t, 0.02)
+    rows = _rows(fl, t - _orthogonal_noise(t, 0.5) + 1.0, t)
+    report = drift_json(DriftResult(rows, {}, t, BUDGET), target="rpi", shipped="int8")
+    for row, out in zip(rows, report["rows"], strict=True):
+        assert [c["message"] for c in out["conditions"].values() if not c["passed"]] == row.reasons
+    assert set(report["rows"][0]["conditions"]) == set(CONDITIONS)
+
+
+def test_a_nan_figure_fails_its_condition():
+    nan = DriftRow("int8", "arousal", 0.9, float("nan"), float("nan"), float("nan"), float("nan"), True)
+    assert not check(nan, "ccc_drop", BUDGET)[0] and not check(nan, "ccc_vs_float", BUDGET)[0]
+    with pytest.raises(ValueError, match="unknown drift condition"):
+        check(nan, "latency", BUDGET)
