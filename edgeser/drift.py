@@ -84,8 +84,8 @@ def check(row: DriftRow, name: str, budget: DriftConfig) -> tuple[bool, str]:
     if name == "ccc_drop":
         limit = budget.max_ccc_drop
         ok = row.drop <= limit
-        return ok, (f"|CCC({row.variant}, teacher) - CCC(float, teacher)| = {row.drop:.4f} "
-                    f"{'<=' if ok else '>'} {limit:g}")
+        return ok, (f"|CCC({row.variant}, teacher) - CCC(float, teacher)| = |{row.ccc_quant_teacher:.4f} - "
+                    f"{row.ccc_float_teacher:.4f}| = {row.drop:.4f} {'<=' if ok else '>'} {limit:g}")
     if name == "ccc_vs_float":
         limit = budget.min_ccc_vs_float
         ok = row.ccc_quant_float >= limit

@@ -67,7 +67,7 @@ def test_a_drop_over_budget_alone_fails():
         assert row.drop == pytest.approx(0.015)
         assert not row.passed
         assert len(row.reasons) == 1 and row.reasons[0].startswith(DROP_REASON)
-        assert row.reasons[0] == f"{DROP_REASON} = 0.0150 > 0.01"
+        assert row.reasons[0] == f"{DROP_REASON} = |0.9850 - 1.0000| = 0.0150 > 0.01"
 
 
 def test_a_quantised_model_better_than_the_float_one_by_more_than_the_budget_also_fails():
