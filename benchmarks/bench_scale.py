@@ -1,6 +1,6 @@
 """Labelling at scale: audio-hours per wall-clock hour, local engine against Ray, and the driver's memory.
 
-Run by hand (not part of the tests; a few minutes on two cores)::
+Run by hand (not part of the tests; about 20 minutes on two cores)::
 
     python benchmarks/bench_scale.py                       # both teachers, the 1M-row manifest, the DDP rows
     python benchmarks/bench_scale.py --minutes 3 --rss-rows 1000000 --no-ddp
@@ -13,9 +13,13 @@ each) is labelled from an empty cache by the local engine with 1 worker, Ray wit
 2 workers (one torch or onnxruntime thread per worker). Ray runs on one local instance started once (its
 start-up time is a row of its own); each run still pays its own actor start-up (loading the teacher).
 
-Each throughput is given twice: end to end (the call's wall time, what a user waits for) and steady state
-(files between the first and the last result the engine reported, over the time between them: without
-start-up and teacher loading). Audio-hours per hour = seconds of audio labelled per second of wall time.
+Each throughput is given twice: end to end (the call's wall time, what a user waits for) and steady state:
+the slope of a straight line fitted to (time, files done) over the results that arrive while the second and
+third quarters of the files finish, when every worker is running and none has run out of work. Start-up
+(actors, teacher loading, the first result's latency) and the tail (the last worker finishing alone) stay
+outside it. An untimed run on two files comes first, so that one-time costs (a fresh Ray worker importing
+torch, files entering the page cache) do not fall on the measured run. Audio-hours per hour = seconds of
+audio labelled per second of wall time.
 
 Memory: the driver's peak RSS (``VmHWM`` of a child process) labelling manifests of ``--rss-rows``
 rows (and a tenth of that) that point at four real files, with the local engine and with Ray: the
@@ -70,11 +74,13 @@ class Clock:
         pass
 
     def steady(self) -> float:
-        """Files per second between the first and the last result (NaN with fewer than three results)."""
-        if len(self.marks) < 3:
+        """Files per second: the least-squares slope of files done against time over the middle half of the files."""
+        total = self.marks[-1][1] if self.marks else 0
+        middle = [(t, n) for t, n in self.marks if total / 4 <= n <= 3 * total / 4]
+        if len(middle) < 3:
             return float("nan")
-        (t0, n0), (t1, n1) = self.marks[0], self.marks[-1]
-        return (n1 - n0) / max(t1 - t0, 1e-9)
+        t, n = np.array(middle).T
+        return float(np.polyfit(t - t[0], n, 1)[0])
 
 
 def corpus(folder: Path, minutes: float) -> list[AudioItem]:
@@ -115,8 +121,9 @@ def w2v2_teacher(folder: Path) -> Path:
 
 def run(items: list[AudioItem], teacher: str, out: Path, **settings: Any) -> tuple[float, float]:
     """(end-to-end, steady-state) audio-hours per wall-clock hour of one run from an empty cache."""
-    clock = Clock()
     config = LabelConfig(window_seconds=SECONDS_PER_FILE, threads=1, **settings)
+    label(items[:2], teacher, out.with_name(f"{out.stem}-warm-up{out.suffix}"), config=config)  # untimed
+    clock = Clock()
     t0 = time.perf_counter()
     result = label(items, teacher, out, config=config, progress=clock)
     wall = time.perf_counter() - t0
@@ -180,7 +187,7 @@ def versions() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--minutes", type=float, default=3.0, help="audio per run for the w2v2-layout teacher")
+    p.add_argument("--minutes", type=float, default=10.0, help="audio per run for the w2v2-layout teacher")
     p.add_argument("--reference-minutes", type=float, default=30.0, help="audio per run for the embedded teacher")
     p.add_argument("--rss-rows", type=int, default=1_000_000, help="rows of the large manifest (0: skip)")
     p.add_argument("--no-ddp", action="store_true", help="leave out the distillation rows")
