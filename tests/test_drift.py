@@ -227,5 +227,15 @@ def test_the_json_and_junit_outputs_state_the_gate_in_the_reports_words():
 def test_a_nan_figure_fails_its_condition():
     nan = DriftRow("int8", "arousal", 0.9, float("nan"), float("nan"), float("nan"), float("nan"), True)
     assert not check(nan, "ccc_drop", BUDGET)[0] and not check(nan, "ccc_vs_float", BUDGET)[0]
-    with pytest.raises(ValueError, match="unknown drift condition"):
+    with pytest.raises(ValueError, match=r"unknown drift condition 'latency' \(known: ccc_drop, ccc_vs_float\)"):
         check(nan, "latency", BUDGET)
+
+
+def test_a_condition_that_holds_says_so_with_its_numbers():
+    t = _teacher()
+    row = _rows(t, t + _bias_for(0.985), t)[0]  # drop 0.015 fails; CCC(q, f) 0.985 holds
+    assert check(row, "ccc_vs_float", BUDGET) == (True, "CCC(int8, float) = 0.9850 >= 0.98")
+    e = _orthogonal_noise(t, 0.02)
+    row = _rows(t + e, t - e, t)[0]  # drop 0 holds; CCC(q, f) 0.961 fails
+    assert check(row, "ccc_drop", BUDGET) == (
+        True, f"{DROP_REASON} = |{row.ccc_quant_teacher:.4f} - {row.ccc_float_teacher:.4f}| = 0.0000 <= 0.01")
