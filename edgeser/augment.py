@@ -24,9 +24,10 @@ a torch tensor (torch is imported by the caller, never here).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import InputError
 from .runtime.spec import SAMPLING_RATE
@@ -103,7 +104,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AugmentConfig:
-        known = {
+        known: dict[str, Any] = {
             k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__
         }
         return cls(**known)
@@ -115,8 +116,11 @@ class AugmentConfig:
                    noise_prob=0.0, mix_prob=0.0)
 
 
-def _power(x: np.ndarray) -> np.ndarray:
-    return np.maximum(np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True), POWER_FLOOR)
+def _power(x: np.ndarray) -> npt.NDArray[np.float64]:
+    power: npt.NDArray[np.float64] = np.maximum(
+        np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True), POWER_FLOOR
+    )
+    return power
 
 
 def gain(x: np.ndarray, db: float) -> np.ndarray:
@@ -131,9 +135,8 @@ def speed(x: np.ndarray, factor: float) -> np.ndarray:
     if abs(factor - 1.0) < 1e-6:
         return x.astype(np.float32, copy=True)
     rate = SAMPLING_RATE
-    return soxr.resample(x.astype(np.float32), int(round(rate * factor)), rate, quality="HQ").astype(
-        np.float32
-    )
+    out = soxr.resample(x.astype(np.float32), int(round(rate * factor)), rate, quality="HQ")
+    return cast(np.ndarray, out.astype(np.float32))
 
 
 WARP_HZ = (0.3, 2.0)
@@ -153,12 +156,14 @@ def warp(x: np.ndarray, depth: float, rng: np.random.Generator, *, rate: int = S
     if n < 2 or depth <= 0:
         return x.copy()
     t = np.arange(n) / rate
-    curve = sum(rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(*WARP_HZ) * t + rng.uniform(0, 2 * np.pi))
-                for _ in range(2))
+    curve = np.asarray(
+        sum(rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(*WARP_HZ) * t + rng.uniform(0, 2 * np.pi))
+            for _ in range(2))
+    )
     curve = curve / max(float(np.abs(curve).max()), 1e-9)
     positions = np.concatenate([[0.0], np.cumsum(1.0 + depth * curve[:-1])])
     positions = positions[positions <= n - 1]
-    return np.interp(positions, np.arange(n), x).astype(np.float32)
+    return cast(np.ndarray, np.interp(positions, np.arange(n), x).astype(np.float32))
 
 
 FORMANT_NFFT = 512
@@ -280,7 +285,7 @@ def babble(
 def add_noise(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     """``x`` plus ``noise`` scaled so that the signal-to-noise ratio is ``snr_db``."""
     scale = np.sqrt(_power(x) / (_power(noise) * 10.0 ** (snr_db / 10.0)))
-    return (x + noise * scale).astype(np.float32)
+    return cast(np.ndarray, (x + noise * scale).astype(np.float32))
 
 
 def mixup(
@@ -301,7 +306,7 @@ def mixup(
         return out_x, out_y
     for i in np.flatnonzero(rng.random(n) < prob):
         j = int(rng.integers(0, n - 1))
-        j += j >= i
+        j += int(j >= i)
         lam = float(rng.uniform(*weight))
         partner = batch[j] * np.sqrt(_power(batch[i]) / _power(batch[j]))
         out_x[i] = lam * batch[i] + (1.0 - lam) * partner

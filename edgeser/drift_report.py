@@ -8,6 +8,7 @@ one test suite; a failing condition is a ``<failure>`` whose message carries the
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -64,7 +65,8 @@ def write_machine_reports(report: dict[str, Any], *, json_path: Path | None, jun
     Raises:
         OutputError: a file cannot be written.
     """
-    writers = ((json_path, lambda: json.dumps(report, indent=2) + "\n"), (junit_path, lambda: junit_xml(report)))
+    writers: tuple[tuple[Path | None, Callable[[], str]], ...] = (
+        (json_path, lambda: json.dumps(report, indent=2) + "\n"), (junit_path, lambda: junit_xml(report)))
     for path, text in writers:
         if path is None:
             continue

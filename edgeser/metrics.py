@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from .runtime.metrics import ccc
@@ -33,7 +35,7 @@ def mae(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         1.5
     """
     x, y = _pair(x, y)
-    return np.abs(x - y).mean(0)
+    return cast(np.ndarray, np.abs(x - y).mean(0))
 
 
 def agreement(x: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float]]:

@@ -7,7 +7,7 @@ tests need no data set and no network.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -32,7 +32,7 @@ def synth_clip(rng: np.random.Generator, *, seconds: float = TINY_SECONDS, f0_ra
     x = x * am
     x = x / np.abs(x).max()
     x = x + rng.standard_normal(n) * 10 ** (-rng.uniform(20, 40) / 20)
-    return (x * rng.uniform(0.05, 0.5)).astype(np.float32)
+    return cast(np.ndarray, (x * rng.uniform(0.05, 0.5)).astype(np.float32))
 
 
 def synth_corpus(folder: Path, *, speakers: int = 4, clips: int = 8, seconds: float = TINY_SECONDS,

@@ -19,7 +19,8 @@ from ..runtime.pipes import EXIT_STDOUT_CLOSED, silence_stdout
 __all__ = ["app", "console", "err_console", "handle_errors", "COMMAND_ORDER", "EXIT_INTERRUPTED"]
 
 EXIT_INTERRUPTED = 130
-_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__
+                    if c.__name__ == "UsageError" and issubclass(c, Exception))
 """The parser's usage errors (a value outside an option's range, an unknown option, a missing argument)."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -62,14 +63,14 @@ def build(
     overrides: dict[str, object] = {}
     if float_ops is not None:
         overrides["quantise.float_ops"] = [p.strip() for p in float_ops.split(",") if p.strip()]
-    options = dict(target=target, student=student, teacher=teacher, teacher_output=teacher_output, audio=audio,
-                   out=out, recipe=recipe, overrides=overrides, overwrite=overwrite, json_out=json_out,
-                   junit_out=junit)
+    run = partial(run_build, target=target, student=student, teacher=teacher, teacher_output=teacher_output,
+                  audio=audio, out=out, recipe=recipe, overrides=overrides, overwrite=overwrite, json_out=json_out,
+                  junit_out=junit)
     if quiet:
-        result = run_build(**options, progress=silent)
+        result = run(progress=silent)
     else:
         with progress_bars(err_console) as bars:
-            result = run_build(**options, progress=bars)
+            result = run(progress=bars)
     _summary(result)
 
 

@@ -231,7 +231,7 @@ def follow_rank0(world: World, model: Any, *averages: Any) -> None:
     for group in groups.values():
         flat = torch.cat([t.detach().reshape(-1) for t in group])
         dist.broadcast(flat, src=0)
-        for t, part in zip(group, flat.split([t.numel() for t in group]), strict=True):
+        for t, part in zip(group, torch.split(flat, [t.numel() for t in group]), strict=True):
             t.detach().copy_(part.view_as(t))
 
 

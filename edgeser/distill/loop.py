@@ -93,7 +93,7 @@ def _step(run: _Run, config: DistillConfig, xb: np.ndarray, yb: np.ndarray, weig
     loss = _loss(config.loss, pred.float(), torch.from_numpy(yb).to(device), weights)
     run.opt.zero_grad()
     if run.scaler is None:
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward has no annotations
         run.opt.step()
     else:
         run.scaler.scale(loss).backward()
@@ -129,8 +129,8 @@ def _train_epoch(
         total += float(loss.detach()) * len(idx)
         seen += len(idx)
         on_step(len(idx), total / seen)
-    total, seen = sum_over_ranks(run.world, run.placement, total, seen)
-    return total / max(seen, 1)
+    total, count = sum_over_ranks(run.world, run.placement, total, seen)  # float sums over the ranks
+    return total / max(count, 1)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def _divide_once(student: Any, *, logmel_input: bool) -> Any:
             self.student = student
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.student.forward_divide_once(x, logmel_input=logmel_input)
+            return cast(torch.Tensor, self.student.forward_divide_once(x, logmel_input=logmel_input))
 
     return DivideOncePooling()
 

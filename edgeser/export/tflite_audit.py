@@ -48,7 +48,7 @@ def audit(model: Any) -> list[dict[str, Any]]:
     graph = model.subgraphs[0]
     types = fb.enum_names(fb.schema().TensorType)
     names = fb.op_names(model)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, op in enumerate(graph.operators):
         ins = [_tensor(graph, model, t, types) for t in op.inputs if t >= 0]
         outs = [_tensor(graph, model, t, types) for t in op.outputs]

@@ -9,6 +9,7 @@ computes the same mel power with its tables made in the graph, for exports that 
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -44,13 +45,16 @@ class Spectrogram(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, None, :]  # (B, 1, T)
-        real = self.conv_real(x)  # (B, F, frames)
-        imag = self.conv_imag(x)
+        real: torch.Tensor = self.conv_real(x)  # (B, F, frames)
+        imag: torch.Tensor = self.conv_imag(x)
         return real**2 + imag**2  # (B, F, frames)
 
 
 class LogmelFilterBank(nn.Module):
     """Mel projection of a power spectrogram, then ``10 * log10(max(x, 1e-10))``."""
+
+    melW: torch.Tensor
+    amin: torch.Tensor
 
     def __init__(self, *, sampling_rate: int = 16_000, n_fft: int = 64, n_mels: int = 26) -> None:
         super().__init__()
@@ -72,7 +76,7 @@ class LogmelFrontend(nn.Module):
         self.spectrogram, self.logmel = spectrogram, logmel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logmel(self.spectrogram(prenorm(x)))
+        return cast(torch.Tensor, self.logmel(self.spectrogram(prenorm(x))))
 
 
 class GeneratedFrontend(nn.Module):
@@ -87,6 +91,8 @@ class GeneratedFrontend(nn.Module):
     index k * n is reduced modulo n_fft before the cosine (exact in float32 up to n_fft 4096), so the
     kernels match the stored ones to float rounding.
     """
+
+    edges: torch.Tensor
 
     def __init__(self, n_fft: int, hop_length: int, sampling_rate: int, n_mels: int) -> None:
         super().__init__()

@@ -39,7 +39,7 @@ one-channel stem and the 3-output linear layer (1280 x 3 instead of 1280 x 1000)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -104,7 +104,7 @@ class MobileNetConfig:
         if unknown:
             raise TypeError(f"unexpected hyper-parameters: {', '.join(unknown)}")
         try:
-            values = {k: types[k](v) for k, v in d.items()}
+            values: dict[str, Any] = {k: types[k](v) for k, v in d.items()}
         except (TypeError, ValueError) as exc:
             raise InputError(f"hyper-parameters must be numbers ({exc})") from None
         return cls(**values)
@@ -220,13 +220,13 @@ class MobileNetStudent(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Waveform (B, T) -> log-mel (B, 1, frames, n_mels)."""
-        return self.logmel(self.spectrogram(prenorm(x)))
+        return cast(torch.Tensor, self.logmel(self.spectrogram(prenorm(x))))
 
     def forward_features(self, mel: torch.Tensor) -> torch.Tensor:
         """Log-mel (B, 1, frames, n_mels) -> A/D/V: the part an int8 accelerator runs."""
         x = self.blocks(self.stem(mel))  # (B, C, frames / 32, n_mels / 32)
         x = self.head(self.pool(x))  # (B, H, 1, 1)
-        return self.adv(x.flatten(1))  # (B, 3)
+        return cast(torch.Tensor, self.adv(x.flatten(1)))  # (B, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(self.features(x))
@@ -248,7 +248,7 @@ class _Trunk(nn.Module):
         self.stem, self.blocks = model.stem, model.blocks
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:  # (B, 1, frames, n_mels) -> (B, C, frames/32, n_mels/32)
-        return self.blocks(self.stem(mel))
+        return cast(torch.Tensor, self.blocks(self.stem(mel)))
 
 
 class _PooledHead(nn.Module):
@@ -257,7 +257,7 @@ class _PooledHead(nn.Module):
         self.pool, self.head, self.adv = model.pool, model.head, model.adv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w) -> (B, 3)
-        return self.adv(self.head(self.pool(x)).flatten(1))
+        return cast(torch.Tensor, self.adv(self.head(self.pool(x)).flatten(1)))
 
 
 class MobileNetExportView(nn.Module):
@@ -273,7 +273,7 @@ class MobileNetExportView(nn.Module):
         self.head = _PooledHead(model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(self.frontend(x)))
+        return cast(torch.Tensor, self.head(self.body(self.frontend(x))))
 
 
 class MobileNetV4ConvSmall(MobileNetStudent):

@@ -81,7 +81,7 @@ class UniversalIB(nn.Module):
         self.pw_proj = ConvBnAct(hidden, c_out, 1, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pw_proj(self.dw_mid(self.pw_exp(self.dw_start(x))))
+        y: torch.Tensor = self.pw_proj(self.dw_mid(self.pw_exp(self.dw_start(x))))
         return x + y if self.residual else y
 
 
@@ -99,5 +99,5 @@ class InvertedResidual(nn.Module):
         self.pw_proj = ConvBnAct(hidden, c_out, 1, act=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pw_proj(self.se(self.dw(self.pw_exp(x))))
+        y: torch.Tensor = self.pw_proj(self.se(self.dw(self.pw_exp(x))))
         return x + y if self.residual else y

@@ -23,7 +23,7 @@ checkpoints and ONNX exports rebuild instead of storing): docs/model-cards/wav2s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -141,13 +141,13 @@ class Vgg7(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Waveform (B, T) -> log-mel (B, 1, frames, n_mels)."""
-        return self.logmel_extractor(self.spectrogram_extractor(prenorm(x)))
+        return cast(torch.Tensor, self.logmel_extractor(self.spectrogram_extractor(prenorm(x))))
 
     def convs(self, x: torch.Tensor) -> torch.Tensor:
         """Log-mel (B, 1, frames, n_mels) -> conv features (B, C, frames/2, W), before the attention pooling."""
         x = self.l3(self.l2(self.l1(x)))  # (B, C, frames, M)
         x = self.maxpool_A(x)  # (B, C, frames/2, W = ceil(M/2); C by default)
-        return self.l7(self.l6(self.l5(self.l4(x))))
+        return cast(torch.Tensor, self.l7(self.l6(self.l5(self.l4(x)))))
 
     with_gram = staticmethod(with_gram)
 
@@ -229,7 +229,9 @@ class Wav2Small(nn.Module):
         """
         from .wav2small_export import Wav2SmallExportView, Wav2SmallPlainView
 
-        views = {"fast": Wav2SmallExportView, "plain": Wav2SmallPlainView}
+        views: dict[str, type[Wav2SmallExportView | Wav2SmallPlainView]] = {
+            "fast": Wav2SmallExportView, "plain": Wav2SmallPlainView
+        }
         if layout not in views:
             raise InputError(f"unknown export layout '{layout}' (supported: {', '.join(views)})")
         return views[layout](self).eval()

@@ -15,7 +15,7 @@ re-parameterises them for onnxruntime.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -46,6 +46,8 @@ def _folded_conv(block: ConvBlock, channels: int, *, first: bool) -> nn.Conv2d:
     the log-mel shifted by j - 1 frames, with LOG10_SCALE folded in.
     """
     bn = block.norm
+    assert bn.weight is not None and bn.bias is not None  # affine batch norm (ConvBlock's default)
+    assert bn.running_mean is not None and bn.running_var is not None  # it tracks running statistics
     scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
     w = block.conv.weight.detach().double() * scale[:, None, None, None]  # (C, C_in, 3 time, 3 mel)
     b = bn.bias.detach().double() - bn.running_mean.double() * scale
@@ -59,6 +61,7 @@ def _folded_conv(block: ConvBlock, channels: int, *, first: bool) -> nn.Conv2d:
         weight[: w.shape[0], : w.shape[1]] = w.transpose(2, 3)  # kernel (mel, time)
     bias = torch.zeros(channels, dtype=torch.float64)
     bias[: b.shape[0]] = b
+    assert conv.bias is not None  # nn.Conv2d has a bias by default
     with torch.no_grad():
         conv.weight.copy_(weight.float())
         conv.bias.copy_(bias.float())
@@ -70,6 +73,7 @@ def _padded_1x1(src: nn.Conv2d, channels: int) -> nn.Conv2d:
     weight = torch.zeros(channels, channels, 1, 1)
     bias = torch.zeros(channels)
     weight[: src.out_channels, : src.in_channels] = src.weight.detach()
+    assert src.bias is not None and conv.bias is not None  # 1x1 convs with a bias (Vgg7's lin and sof)
     bias[: src.out_channels] = src.bias.detach()
     with torch.no_grad():
         conv.weight.copy_(weight)
@@ -96,12 +100,16 @@ class AttentionWeights(nn.Module):
         self.sof, self.dim = sof, dim
 
     def forward(self, x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        return values * self.sof(x).softmax(self.dim)
+        logits: torch.Tensor = self.sof(x)
+        return values * logits.softmax(self.dim)
 
 
 class _FastFrontend(nn.Module):
     """Waveform (B, T) -> FIRST_CONV_COPIES time-shifted copies of the log-mel (B, 4, M, frames) and the
     log-mel in natural-log units (B, M, frames)."""
+
+    mel_t: torch.Tensor
+    amin: torch.Tensor
 
     def __init__(self, model: Wav2Small) -> None:
         super().__init__()
@@ -199,7 +207,7 @@ class Wav2SmallExportView(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mel, log_power = self.frontend(x)  # (B, 4, M, frames), (B, M, frames)
         x, values = self.body(mel)  # (B, P, M/2, frames/2) each
-        return self.head(self.softmax(x, values), log_power)
+        return cast(torch.Tensor, self.head(self.softmax(x, values), log_power))
 
 
 class _PlainBody(nn.Module):
@@ -229,4 +237,4 @@ class Wav2SmallPlainView(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mel = self.frontend(x)  # (B, 1, frames, n_mels)
         x, values = self.body(mel)
-        return self.head(self.softmax(x, values), mel)
+        return cast(torch.Tensor, self.head(self.softmax(x, values), mel))

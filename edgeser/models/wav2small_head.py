@@ -7,6 +7,7 @@ Shared by :class:`edgeser.models.wav2small.Wav2Small` and its export views, so b
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -72,6 +73,6 @@ def read_out(feature: torch.Tensor, mlp: nn.Linear | None, adv: nn.Linear, softm
     """Feature (B, C (W + C)) -> (B, 3): ``adv``, after ``relu(mlp)`` (``softmax(mlp)`` with ``softmax``)
     when the layout has that layer."""
     if mlp is None:
-        return adv(feature)
+        return cast(torch.Tensor, adv(feature))
     hidden = mlp(feature)
-    return adv(hidden.softmax(1) if softmax else torch.relu(hidden))
+    return cast(torch.Tensor, adv(hidden.softmax(1) if softmax else torch.relu(hidden)))

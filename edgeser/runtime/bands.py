@@ -104,7 +104,8 @@ class Bands:
                     and pair[0] < pair[1]):
                 raise ValueError(f"band table: {dim} needs two ascending thresholds, got {pair!r}")
             thresholds[dim] = (float(pair[0]), float(pair[1]))
-        model = table.get("model") if isinstance(table.get("model"), Mapping) else {}
+        entry = table.get("model")
+        model: Mapping[str, Any] = entry if isinstance(entry, Mapping) else {}
         speakers = ", ".join(str(s) for s in table.get("speakers", []))
         source = (f"measured on {model.get('file', 'the default student')} over {table.get('data_name', 'EmoDB')} "
                   f"speakers {speakers} ({table.get('measured', 'undated')})")

@@ -6,6 +6,8 @@ CPU (an int8 accelerator runs only the conv body). Needs numpy alone.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from .spec import SAMPLING_RATE
@@ -33,7 +35,7 @@ def dft_kernels(n_fft: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.cos(phase) * w).astype(np.float32), (np.sin(phase) * w).astype(np.float32)
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     f = np.asarray(f, dtype=np.float64)
     f_sp, min_log_hz = 200.0 / 3.0, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
@@ -82,4 +84,5 @@ def logmel(x: np.ndarray, *, n_fft: int = 64, hop_length: int = 32, n_mels: int 
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=1)[:, ::hop_length]  # (B, frames, n_fft)
     power = (frames @ real.T) ** 2 + (frames @ imag.T) ** 2  # (B, frames, bins)
     mel = power @ mel_filterbank(sampling_rate, n_fft, n_mels)
-    return (np.float32(10.0) * np.log10(np.maximum(mel, np.float32(LOG_FLOOR))))[:, None].astype(np.float32)
+    out = (np.float32(10.0) * np.log10(np.maximum(mel, np.float32(LOG_FLOOR))))[:, None]  # (B, 1, frames, n_mels)
+    return cast(np.ndarray, out.astype(np.float32))

@@ -57,8 +57,16 @@ class Source(Protocol):
 
     name: str
     sampling_rate: int
-    dropped_samples: int
-    overflows: int
+
+    @property
+    def dropped_samples(self) -> int:
+        """Samples lost so far (read only: a source counts them itself)."""
+        ...
+
+    @property
+    def overflows(self) -> int:
+        """Overflows of the device's buffer so far."""
+        ...
 
     def read(self) -> np.ndarray | None:
         """The next chunk (possibly empty), or None at the end. Raises SourceError on failure."""

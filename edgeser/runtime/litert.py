@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -65,7 +65,7 @@ def _field(buf: bytes, table: int, slot: int) -> int | None:
 
 
 def _deref(buf: bytes, pos: int) -> int:
-    return pos + struct.unpack_from("<I", buf, pos)[0]
+    return pos + cast(int, struct.unpack_from("<I", buf, pos)[0])
 
 
 def _vector(buf: bytes, pos: int | None) -> tuple[int, int]:
@@ -270,7 +270,7 @@ class LiteRTRunner:
         quant = _quant(self._output)
         if quant is not None:
             out = (out.astype(np.float32) - quant[1]) * quant[0]
-        return out.astype(np.float32)
+        return cast(np.ndarray, out.astype(np.float32))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class OnnxRunner:
         frame = np.asarray(frame, dtype=np.float32)
         if frame.ndim != 1:
             raise ValueError(f"expected one (T,) window, got shape {frame.shape}")
-        return self.predict(frame[None])[0]
+        return cast(np.ndarray, self.predict(frame[None])[0])
 
     def reset(self) -> None:
         """Stateless model: nothing to clear."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class Prediction:
 
     @property
     def mean(self) -> np.ndarray:
-        return self.windows.mean(axis=0)
+        return cast(np.ndarray, self.windows.mean(axis=0))
 
 
 def predict_signal(runner: Runner, signal: np.ndarray) -> Prediction:

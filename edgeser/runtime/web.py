@@ -289,7 +289,6 @@ class Dashboard:
             await runner.cleanup()
 
     def _guard_factory(self, web: Any) -> Any:
-        @web.middleware
         async def guard(request: Any, handler: Any) -> Any:
             if self.token is None and hostname(request.host) not in LOCAL_HOSTS | {self.web.host}:
                 self.refused["host"] += 1
@@ -301,7 +300,7 @@ class Dashboard:
                     return web.Response(status=403, text="forbidden: missing or wrong token\n")
             return await handler(request)
 
-        return guard
+        return web.middleware(guard)
 
     async def _page(self, request: Any) -> Any:
         return aiohttp_web().Response(body=self._static["index.html"][0], content_type="text/html", charset="utf-8")

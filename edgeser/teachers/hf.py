@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 import numpy as np
 import torch
@@ -140,9 +141,9 @@ class HFTeacher:
         device = self.placement.torch_device()
         chunk = torch.from_numpy(np.ascontiguousarray(x)).to(device)  # (B, T)
         if lengths is None or (lengths == x.shape[1]).all():
-            return self.module(chunk).float().cpu().numpy()
+            return cast(np.ndarray, self.module(chunk).float().cpu().numpy())
         mask = torch.arange(x.shape[1])[None, :] < torch.from_numpy(lengths)[:, None]  # (B, T)
-        return self.module(chunk, mask.long().to(device)).float().cpu().numpy()
+        return cast(np.ndarray, self.module(chunk, mask.long().to(device)).float().cpu().numpy())
 
 
 def load(path: str | Path, *, threads: int = 1, placement: Placement | None = None) -> HFTeacher:

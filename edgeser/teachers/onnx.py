@@ -64,6 +64,7 @@ class OnnxTeacher:
         if output not in outs:
             raise InputError(f"teacher output '{output}' not found (outputs: {', '.join(outs)}); "
                              "choose one with --teacher-output", path=model)
+        assert output is not None  # one of the outputs' names
         inp = self.session.get_inputs()[0]
         self.input_name, self.output = inp.name, output
         self.fixed_batch = isinstance(inp.shape[0], int) if inp.shape else False

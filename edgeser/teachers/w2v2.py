@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class _RegressionHead(nn.Module):
         self.out_proj = nn.Linear(hidden, outputs)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (N, H)
-        return self.out_proj(torch.tanh(self.dense(h)))  # (N, 3)
+        return cast(torch.Tensor, self.out_proj(torch.tanh(self.dense(h))))  # (N, 3)
 
 
 class MeanRegression(nn.Module):
@@ -48,19 +48,20 @@ class MeanRegression(nn.Module):
     def __init__(self, backbone: nn.Module, hidden: int, outputs: int) -> None:
         super().__init__()
         self.outputs = outputs
-        self.min_samples = min_samples(backbone.config)
-        self.padding_aware = backbone.config.feat_extract_norm == "layer"
-        self.wav2vec2 = backbone
+        config: Any = backbone.config  # a transformers Wav2Vec2Config
+        self.min_samples = min_samples(config)
+        self.padding_aware = config.feat_extract_norm == "layer"
+        self.wav2vec2: Any = backbone  # a transformers Wav2Vec2Model (its methods are not nn.Module's)
         self.classifier = _RegressionHead(hidden, outputs)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # (N, T), (N, T)
         if mask is None:
             h = self.wav2vec2(x).last_hidden_state  # (N, F, H)
-            return self.classifier(h.mean(dim=1))  # (N, 3)
+            return cast(torch.Tensor, self.classifier(h.mean(dim=1)))  # (N, 3)
         h = self.wav2vec2(x, attention_mask=mask).last_hidden_state  # (N, F, H)
         frames = self.wav2vec2._get_feature_vector_attention_mask(h.shape[1], mask)  # (N, F)
         weights = frames.to(h.dtype)[:, :, None]  # (N, F, 1)
-        return self.classifier((h * weights).sum(dim=1) / weights.sum(dim=1))  # (N, 3)
+        return cast(torch.Tensor, self.classifier((h * weights).sum(dim=1) / weights.sum(dim=1)))  # (N, 3)
 
 
 def matches(keys: set[str]) -> bool:
@@ -92,7 +93,8 @@ def normaliser(config: dict[str, Any]) -> Callable[[np.ndarray, np.ndarray | Non
 
     def per_clip(x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:  # (N, T), (N,)
         if lengths is None:
-            return (x - x.mean(axis=1, keepdims=True)) / np.sqrt(x.var(axis=1, keepdims=True) + NORM_EPS)
+            scale = np.sqrt(x.var(axis=1, keepdims=True) + NORM_EPS)
+            return cast(np.ndarray, (x - x.mean(axis=1, keepdims=True)) / scale)
         out = np.zeros_like(x)
         for i, n in enumerate(lengths):
             clip = x[i, :n]

@@ -16,7 +16,7 @@ import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -93,7 +93,7 @@ class _EmotionRegression(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:  # (N, inputs)
         for block in self.fc:
             h = block(h)
-        return self.out(h)  # (N, 3)
+        return cast(torch.Tensor, self.out(h))  # (N, 3)
 
 
 class OdysseySER(nn.Module):
@@ -102,9 +102,10 @@ class OdysseySER(nn.Module):
     def __init__(self, backbone: nn.Module, hidden: int, head: int, blocks: int, outputs: int) -> None:
         super().__init__()
         self.outputs = outputs
-        self.min_samples = min_samples(backbone.config)
-        self.padding_aware = backbone.config.feat_extract_norm == "layer"
-        self.ssl_model = backbone
+        config: Any = backbone.config  # a transformers WavLMConfig
+        self.min_samples = min_samples(config)
+        self.padding_aware = config.feat_extract_norm == "layer"
+        self.ssl_model: Any = backbone  # a transformers WavLMModel (its methods are not nn.Module's)
         self.pool_model = _AttentiveStatsPool(hidden)
         self.ser_model = _EmotionRegression(2 * hidden, head, blocks, outputs)
 
@@ -113,14 +114,14 @@ class OdysseySER(nn.Module):
         # and avoids torch's warning about mixing a boolean padding mask with the float position bias.
         if mask is None:
             h = self.ssl_model(x).last_hidden_state  # (N, F, H)
-            return self.ser_model(self.pool_model(h, x.shape[1]))  # (N, 3)
+            return cast(torch.Tensor, self.ser_model(self.pool_model(h, x.shape[1])))  # (N, 3)
         with warnings.catch_warnings():  # that warning, for a padded batch: the mask is what the baseline passes
             warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
             h = self.ssl_model(x, attention_mask=mask).last_hidden_state  # (N, F, H)
         lengths = mask.sum(dim=1)  # (N,)
         ours = self.ssl_model._get_feat_extract_output_lengths(lengths)  # frames a clip alone has
         frames = torch.minimum(ours, torch.div(lengths - 1, FRAME_SHIFT, rounding_mode="floor") + 1)
-        return self.ser_model(self.pool_model(h, x.shape[1], frames))  # (N, 3)
+        return cast(torch.Tensor, self.ser_model(self.pool_model(h, x.shape[1], frames)))  # (N, 3)
 
 
 def matches(keys: set[str]) -> bool:
