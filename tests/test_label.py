@@ -642,3 +642,15 @@ def test_a_stopped_ray_run_waits_for_ray_datas_pulling_threads_before_leaving_ra
     assert not puller.is_alive()
     assert other.is_alive() and time.monotonic() - t0 < 2.0  # threads of other names are not waited for
     done.set()
+
+
+def test_a_ray_client_address_is_refused_in_one_line_before_any_work(tmp_path: Path, corpus: Path,
+                                                                    teacher_onnx: Path) -> None:
+    """Ray Data pipelines fail through Ray Client (a traceback deep in Ray Data); the address is refused up front."""
+    out = tmp_path / "l.csv"
+    result = CliRunner().invoke(app, ["label", str(corpus), "--teacher", str(teacher_onnx), "--out", str(out),
+                                      "--engine", "ray", "--ray-address", "ray://127.0.0.1:10001", "--quiet"])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert "\n" not in message and "Ray Client" in message and "ray://127.0.0.1:10001" in message
+    assert not out.exists() and not list(tmp_path.iterdir())

@@ -80,8 +80,8 @@ def label(
     engine: Annotated[str, typer.Option(help="'local' (this machine's --workers) or 'ray' (a Ray Data pipeline "
                                         "with --workers teacher actors; pip install 'edgeser[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="With --engine ray: the cluster to join and leave running "
-                                                    "(auto, ray://host:port); default: start a local Ray instance "
-                                                    "and stop it at the end.")] = None,
+                                                    "(auto, or HOST:PORT; run on a node of it); default: start a "
+                                                    "local Ray instance and stop it at the end.")] = None,
     gpus_per_worker: Annotated[float, typer.Option(min=L.GPUS_PER_WORKER.lo, max=L.GPUS_PER_WORKER.hi,
                                                    help="With --engine ray: GPUs each teacher actor "
                                                    "reserves (fractions share one).")] = 0.0,

@@ -43,8 +43,9 @@ class LabelConfig:
     engine: str = "local"
     """``local`` (this machine's workers) or ``ray`` (a Ray Data pipeline; ``workers`` is its actor pool)."""
     ray_address: str | None = None
-    """With ``engine="ray"``: the cluster to join (``auto``, ``ray://host:port``, ``host:port``) and leave
-    running; None starts a local Ray instance sized to this machine and stops it at the end."""
+    """With ``engine="ray"``: the cluster to join (``auto``, or its ``host:port``) and leave running; None starts
+    a local Ray instance sized to this machine and stops it at the end. A Ray Client address (``ray://``) is
+    refused: Ray Data pipelines do not run through Ray Client, so the run must start on a node of the cluster."""
     gpus_per_worker: float = 0.0
     """With ``engine="ray"``: GPUs each teacher actor reserves (0: none; fractions share a GPU)."""
 
@@ -67,7 +68,7 @@ class LabelConfig:
 
         Raises:
             InputError: a number out of range, an unknown --parallel, --engine, --device or --precision, a
-                device this machine lacks, or Ray options without ``--engine ray``.
+                device this machine lacks, Ray options without ``--engine ray``, or a Ray Client address.
         """
         from ..devices import check_words, resolve
         from ..limits import GPUS_PER_WORKER, LABEL, check
@@ -79,6 +80,10 @@ class LabelConfig:
             raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.engine != "ray" and (self.ray_address is not None or self.gpus_per_worker):
             raise InputError("--ray-address and --gpus-per-worker need --engine ray")
+        if self.ray_address is not None and self.ray_address.strip().lower().startswith("ray://"):
+            raise InputError(f"--ray-address {self.ray_address}: Ray Data pipelines do not run through Ray Client "
+                             "(ray://); run edgeser on a node of the cluster with --ray-address auto or HOST:6379 "
+                             "(see docs/scale.md)")
         if self.gpus_per_worker not in GPUS_PER_WORKER:
             raise InputError(f"--gpus-per-worker must be in [{GPUS_PER_WORKER.lo:g}, {GPUS_PER_WORKER.hi:g}], "
                              f"got {self.gpus_per_worker:g}")

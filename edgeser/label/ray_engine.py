@@ -9,8 +9,9 @@ whose process dies is restarted and its batch retried (Ray Data's actor pools re
 their tasks by default).
 
 Without an address a local instance sized to this machine is started (no dashboard, quiet logs) and
-stopped at the end, also on an error or Ctrl-C; with one (``auto``, ``ray://host:port``) the cluster is
-joined and left running. Only this module imports Ray, and only when the engine is used.
+stopped at the end, also on an error or Ctrl-C; with one (``auto``, ``host:port``) the cluster is
+joined and left running (a Ray Client ``ray://`` address is refused by :class:`.LabelConfig`). Only this
+module imports Ray, and only when the engine is used.
 """
 
 from __future__ import annotations
