@@ -17,7 +17,7 @@ from .runtime.selftest import SelfTestResult, as_pcm16, judge, predict_windows, 
 __all__ = ["SELFTEST_WINDOWS", "SelfTestData", "prepare", "write"]
 
 SELFTEST_WINDOWS = 8
-"""Held-out windows kept in a bundle (16-bit PCM: 64 KB per second of window)."""
+"""Held-out windows kept in a bundle (16-bit PCM at 16 kHz: 32 KB per second of window)."""
 
 
 @dataclass
