@@ -117,10 +117,8 @@ class AugmentConfig:
 
 
 def _power(x: np.ndarray) -> npt.NDArray[np.float64]:
-    power: npt.NDArray[np.float64] = np.maximum(
-        np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True), POWER_FLOOR
-    )
-    return power
+    return cast(npt.NDArray[np.float64],
+                np.maximum(np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True), POWER_FLOOR))
 
 
 def gain(x: np.ndarray, db: float) -> np.ndarray:
@@ -134,8 +132,7 @@ def speed(x: np.ndarray, factor: float) -> np.ndarray:
 
     if abs(factor - 1.0) < 1e-6:
         return x.astype(np.float32, copy=True)
-    rate = SAMPLING_RATE
-    out = soxr.resample(x.astype(np.float32), int(round(rate * factor)), rate, quality="HQ")
+    out = soxr.resample(x.astype(np.float32), int(round(SAMPLING_RATE * factor)), SAMPLING_RATE, quality="HQ")
     return cast(np.ndarray, out.astype(np.float32))
 
 

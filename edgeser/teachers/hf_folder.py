@@ -81,6 +81,12 @@ def min_samples(config: Any) -> int:
     return field
 
 
+def padding_aware(config: Any) -> bool:
+    """Whether a transformers feature encoder can take an attention mask: only a layer-normalised one
+    (``feat_extract_norm == "layer"``); with group normalisation the padding is part of the clip."""
+    return bool(config.feat_extract_norm == "layer")
+
+
 def _match_legacy_names(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
     """Rename weight_g/weight_v to parametrizations.weight.original0/1 (or back) to what the module has."""
     out: dict[str, torch.Tensor] = {}

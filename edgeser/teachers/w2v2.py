@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .hf_folder import NO_MASKING, min_samples, transformers_module
+from .hf_folder import NO_MASKING, min_samples, padding_aware, transformers_module
 
 __all__ = ["LAYOUT", "MeanRegression", "matches", "build", "normaliser"]
 
@@ -50,7 +50,7 @@ class MeanRegression(nn.Module):
         self.outputs = outputs
         config: Any = backbone.config  # a transformers Wav2Vec2Config
         self.min_samples = min_samples(config)
-        self.padding_aware = config.feat_extract_norm == "layer"
+        self.padding_aware = padding_aware(config)
         self.wav2vec2: Any = backbone  # a transformers Wav2Vec2Model (its methods are not nn.Module's)
         self.classifier = _RegressionHead(hidden, outputs)
 

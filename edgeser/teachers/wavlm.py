@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .hf_folder import NO_MASKING, min_samples, transformers_module
+from .hf_folder import NO_MASKING, min_samples, padding_aware, transformers_module
 
 __all__ = ["LAYOUT", "WAVLM_LARGE", "OdysseySER", "matches", "build", "normaliser"]
 
@@ -104,7 +104,7 @@ class OdysseySER(nn.Module):
         self.outputs = outputs
         config: Any = backbone.config  # a transformers WavLMConfig
         self.min_samples = min_samples(config)
-        self.padding_aware = config.feat_extract_norm == "layer"
+        self.padding_aware = padding_aware(config)
         self.ssl_model: Any = backbone  # a transformers WavLMModel (its methods are not nn.Module's)
         self.pool_model = _AttentiveStatsPool(hidden)
         self.ser_model = _EmotionRegression(2 * hidden, head, blocks, outputs)
