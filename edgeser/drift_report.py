@@ -19,6 +19,7 @@ from .fileio import replacing
 
 __all__ = ["drift_json", "junit_xml", "write_machine_reports"]
 
+
 def drift_json(drift: DriftResult, *, target: str, shipped: str) -> dict[str, Any]:
     """The drift table and verdict as plain JSON (the verdict is the shipped variant's)."""
     budget = drift.to_dict()["budget"]

@@ -76,11 +76,10 @@ def label_batch(teacher: Any, batch: WindowBatch, *, batch_size: int) -> list[Fi
     x = batch.windows
     if not len(x):
         return results
-    lengths = batch.lengths
-    aware = lengths is not None and getattr(teacher, "padding_aware", False)
+    lengths = batch.lengths if getattr(teacher, "padding_aware", False) else None  # only such a teacher takes them
     out = np.concatenate([
         np.asarray(teacher(np.ascontiguousarray(x[i : i + batch_size]), lengths[i : i + batch_size])
-                   if aware and lengths is not None else teacher(np.ascontiguousarray(x[i : i + batch_size])))
+                   if lengths is not None else teacher(np.ascontiguousarray(x[i : i + batch_size])))
         for i in range(0, len(x), batch_size)
     ])
     if out.shape != (len(x), 3) or not np.isfinite(out).all():
